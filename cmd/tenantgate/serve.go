@@ -1,0 +1,345 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/tenantgate/tenantgate/internal/config"
+	"github.com/tenantgate/tenantgate/internal/registry"
+	"github.com/tenantgate/tenantgate/internal/snapshot"
+)
+
+type serveFlags struct {
+	configPath  string
+	tenantsFile string
+	components  string
+	listen      config.Listen
+	printConfig bool
+}
+
+func newServeCmd() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the tenantgate parts named by --components (default: all)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadServeConfig(cmd, &f)
+			if err != nil {
+				return err
+			}
+			if f.printConfig {
+				out, err := cfg.Redacted()
+				if err != nil {
+					return err
+				}
+				_, err = cmd.OutOrStdout().Write(out)
+				return err
+			}
+			log, err := newLogger(cfg.Log, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg, log)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.configPath, "config", "", "path of the YAML config file")
+	fl.StringVar(&f.tenantsFile, "tenants-file", "", "YAML file seeding the in-memory registry (when no database URL is set)")
+	fl.StringVar(&f.components, "components", "", "comma-separated parts to run: authz,ratelimit,xds,provisioner (default all)")
+	fl.StringVar(&f.listen.GRPC, "grpc-addr", "", "listen address of ext_authz, rate limit and gRPC health (default :9001)")
+	fl.StringVar(&f.listen.XDS, "xds-addr", "", "listen address of the xDS server (default :18000)")
+	fl.StringVar(&f.listen.HTTP, "http-addr", "", "listen address of the provisioner HTTP API (default :8080)")
+	fl.StringVar(&f.listen.Admin, "admin-addr", "", "listen address of /metrics, /healthz, /readyz (default :9090)")
+	fl.BoolVar(&f.printConfig, "print-config", false, "print the effective config, secrets redacted, and exit")
+	return cmd
+}
+
+// loadServeConfig reads the config file and environment, then applies the flags, and validates again.
+func loadServeConfig(cmd *cobra.Command, f *serveFlags) (config.Config, error) {
+	cfg, err := config.Load(f.configPath, os.Getenv)
+	if err != nil {
+		return config.Config{}, err
+	}
+	fl := cmd.Flags()
+	set := func(flag string, dst *string, v string) {
+		if fl.Changed(flag) {
+			*dst = v
+		}
+	}
+	set("grpc-addr", &cfg.Listen.GRPC, f.listen.GRPC)
+	set("xds-addr", &cfg.Listen.XDS, f.listen.XDS)
+	set("http-addr", &cfg.Listen.HTTP, f.listen.HTTP)
+	set("admin-addr", &cfg.Listen.Admin, f.listen.Admin)
+	set("tenants-file", &cfg.TenantsFile, f.tenantsFile)
+	if fl.Changed("components") {
+		cfg.Components = nil
+		for _, c := range strings.Split(f.components, ",") {
+			if c = strings.TrimSpace(c); c != "" {
+				cfg.Components = append(cfg.Components, c)
+			}
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return config.Config{}, err
+	}
+	return cfg, nil
+}
+
+func newLogger(c config.Log, w io.Writer) (*slog.Logger, error) {
+	level, err := c.SlogLevel()
+	if err != nil {
+		return nil, err
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// app is one serving process: the shared parts every component is built from, and what the
+// components add to it (gRPC services, readiness checks, background loops).
+type app struct {
+	cfg      config.Config
+	log      *slog.Logger
+	metrics  *prometheus.Registry
+	registry registry.Registry
+	tenants  *snapshot.Store
+	grpc     *grpc.Server
+	health   *health.Server
+	http     *http.ServeMux // the provisioner API on listen.http; nil unless a component needs it
+
+	// closers run, in reverse, after every part has stopped.
+	closers []func()
+	// readiness checks behind /readyz, by name.
+	ready []readyCheck
+	// runners are the background parts, run under one errgroup until the context ends.
+	runners []func(ctx context.Context) error
+	// servers are extra listeners a component serves (such as xDS); each returns when ctx ends.
+	servers []func(ctx context.Context) error
+}
+
+type readyCheck struct {
+	name  string
+	check func(ctx context.Context) error
+}
+
+func (a *app) addReadyCheck(name string, check func(ctx context.Context) error) {
+	a.ready = append(a.ready, readyCheck{name: name, check: check})
+}
+
+// serve builds every enabled part and runs them until ctx ends, then drains within the shutdown timeout.
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	a := &app{cfg: cfg, log: log, metrics: prometheus.NewRegistry()}
+	defer func() {
+		for i := len(a.closers) - 1; i >= 0; i-- {
+			a.closers[i]()
+		}
+	}()
+	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	reg, err := openRegistry(ctx, a)
+	if err != nil {
+		return err
+	}
+	a.registry = reg
+	a.tenants = snapshot.NewStore(reg, snapshot.WithLogger(log))
+	a.addReadyCheck("registry", reg.Ping)
+	a.addReadyCheck("tenant snapshot", func(context.Context) error {
+		if !a.tenants.IsReady() {
+			return errors.New("not loaded yet")
+		}
+		return nil
+	})
+
+	a.grpc = grpc.NewServer(grpcServerOptions()...)
+	a.health = health.NewServer()
+	healthpb.RegisterHealthServer(a.grpc, a.health)
+	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+
+	for _, c := range components() {
+		if !cfg.Runs(c.name) {
+			continue
+		}
+		if err := c.setup(ctx, a); err != nil {
+			return fmt.Errorf("set up %s: %w", c.name, err)
+		}
+		log.Info("component enabled", slog.String("component", c.name))
+	}
+	return a.run(ctx)
+}
+
+func grpcServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxConcurrentStreams(10000),
+	}
+}
+
+// component is one part `serve` can run; its setup adds services, checks and loops to the app.
+type component struct {
+	name  string
+	setup func(ctx context.Context, a *app) error
+}
+
+func components() []component {
+	return []component{
+		{"authz", setupAuthz},
+		{"ratelimit", setupRateLimit},
+		{"xds", setupXDS},
+		{"provisioner", setupProvisioner},
+	}
+}
+
+func (a *app) run(ctx context.Context) error {
+	grpcLis, err := net.Listen("tcp", a.cfg.Listen.GRPC)
+	if err != nil {
+		return fmt.Errorf("listen %s (listen.grpc): %w", a.cfg.Listen.GRPC, err)
+	}
+	adminLis, err := net.Listen("tcp", a.cfg.Listen.Admin)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("listen %s (listen.admin): %w", a.cfg.Listen.Admin, err)
+	}
+	admin := &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	var api *http.Server
+	var apiLis net.Listener
+	if a.http != nil {
+		apiLis, err = net.Listen("tcp", a.cfg.Listen.HTTP)
+		if err != nil {
+			grpcLis.Close()
+			adminLis.Close()
+			return fmt.Errorf("listen %s (listen.http): %w", a.cfg.Listen.HTTP, err)
+		}
+		api = &http.Server{Handler: a.http, ReadHeaderTimeout: 5 * time.Second}
+	}
+	a.log.Info("tenantgate serving",
+		slog.String("grpc", grpcLis.Addr().String()), slog.String("admin", adminLis.Addr().String()))
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.tenants.Run(gctx) })
+	for _, r := range a.runners {
+		g.Go(func() error { return r(gctx) })
+	}
+	for _, s := range a.servers {
+		g.Go(func() error { return s(gctx) })
+	}
+	g.Go(func() error { return a.watchHealth(gctx) })
+	g.Go(func() error {
+		if err := a.grpc.Serve(grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("grpc server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { return serveHTTP(admin, adminLis) })
+	if api != nil {
+		g.Go(func() error { return serveHTTP(api, apiLis) })
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		a.log.Info("shutting down", slog.Duration("deadline", a.cfg.ShutdownTimeout.D()))
+		a.health.Shutdown()
+		stopCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout.D())
+		defer cancel()
+		stopGRPC(stopCtx, a.grpc)
+		if api != nil {
+			_ = api.Shutdown(stopCtx)
+		}
+		return admin.Shutdown(stopCtx)
+	})
+	return g.Wait()
+}
+
+func serveHTTP(s *http.Server, l net.Listener) error {
+	if err := s.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server %s: %w", l.Addr(), err)
+	}
+	return nil
+}
+
+// stopGRPC stops accepting calls and waits for in-flight ones until ctx ends, then cuts them off.
+func stopGRPC(ctx context.Context, s *grpc.Server) {
+	done := make(chan struct{})
+	go func() {
+		s.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.Stop()
+		<-done
+	}
+}
+
+// watchHealth keeps the gRPC health status in step with readiness.
+func (a *app) watchHealth(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		status := healthpb.HealthCheckResponse_SERVING
+		if failed := a.checkReady(ctx); len(failed) > 0 {
+			status = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		a.health.SetServingStatus("", status)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// checkReady runs every readiness check and returns the failures by name.
+func (a *app) checkReady(ctx context.Context) map[string]error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	failed := map[string]error{}
+	for _, c := range a.ready {
+		if err := c.check(ctx); err != nil {
+			failed[c.name] = err
+		}
+	}
+	return failed
+}
+
+func (a *app) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		failed := a.checkReady(r.Context())
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if len(failed) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		for _, c := range a.ready {
+			if err, bad := failed[c.name]; bad {
+				fmt.Fprintf(w, "%s: not ready: %v\n", c.name, err)
+			} else {
+				fmt.Fprintf(w, "%s: ok\n", c.name)
+			}
+		}
+	})
+	return mux
+}
