@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// slowServer answers every method after a delay, standing in for an in-flight Check at shutdown.
+func slowServer(t *testing.T, delay time.Duration) (*grpc.Server, string) {
+	t.Helper()
+	s := grpc.NewServer(grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+		var in emptypb.Empty
+		if err := stream.RecvMsg(&in); err != nil {
+			return err
+		}
+		select {
+		case <-time.After(delay):
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		}
+		return stream.SendMsg(&emptypb.Empty{})
+	}))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve(l) }()
+	return s, l.Addr().String()
+}
+
+func TestStopGRPC(t *testing.T) {
+	tests := []struct {
+		name        string
+		handler     time.Duration
+		deadline    time.Duration
+		wantCallErr bool
+	}{
+		{"in-flight call drains within the deadline", 300 * time.Millisecond, 5 * time.Second, false},
+		{"call past the deadline is cut off", 10 * time.Second, 200 * time.Millisecond, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, addr := slowServer(t, tt.handler)
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			callErr := make(chan error, 1)
+			go func() {
+				callErr <- conn.Invoke(context.Background(), "/test.Slow/Call", &emptypb.Empty{}, &emptypb.Empty{})
+			}()
+			time.Sleep(100 * time.Millisecond) // let the call reach the handler
+
+			ctx, cancel := context.WithTimeout(context.Background(), tt.deadline)
+			defer cancel()
+			start := time.Now()
+			stopGRPC(ctx, s)
+			if took := time.Since(start); took > tt.deadline+2*time.Second {
+				t.Errorf("stopGRPC took %s, deadline %s", took, tt.deadline)
+			}
+			err = <-callErr
+			if (err != nil) != tt.wantCallErr {
+				t.Fatalf("in-flight call: %v, want error=%v", err, tt.wantCallErr)
+			}
+			if err != nil && status.Code(err) != codes.Unavailable && status.Code(err) != codes.Canceled {
+				t.Errorf("cut-off call code = %s", status.Code(err))
+			}
+			// After the stop nothing is accepted.
+			late, cancelLate := context.WithTimeout(context.Background(), time.Second)
+			defer cancelLate()
+			if err := conn.Invoke(late, "/test.Slow/Call", &emptypb.Empty{}, &emptypb.Empty{}); err == nil {
+				t.Error("a call after shutdown succeeded")
+			}
+		})
+	}
+}
