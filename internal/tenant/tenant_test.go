@@ -87,8 +87,13 @@ func TestCheckID(t *testing.T) {
 			t.Errorf("CheckID(%q) accepted", bad)
 		}
 	}
-	if NewID() == NewID() {
-		t.Error("NewID repeated itself")
+	seen := map[string]bool{}
+	for range 1000 {
+		id := NewID()
+		if seen[id] {
+			t.Fatalf("NewID repeated %s", id)
+		}
+		seen[id] = true
 	}
 }
 
