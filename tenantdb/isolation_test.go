@@ -280,7 +280,7 @@ func backendPID(t testing.TB, q poolLike) uint32 {
 }
 
 // TestNoTenant_ReturnsZeroRows queries with no tenant set on a fresh connection (app.tenant_id
-// undefined, NULL) and on one reused after a tenant's transaction (app.tenant_id is '' then).
+// undefined, NULL) and on one reused after a tenant's transaction (app.tenant_id is ” then).
 func TestNoTenant_ReturnsZeroRows(t *testing.T) {
 	d := newTestDB(t)
 	tenant := tenantIDs(1)[0]
