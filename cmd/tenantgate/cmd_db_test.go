@@ -44,7 +44,7 @@ func TestDBCheckRLS_FailsOnAnUnprotectedTableAndPassesWhenProtected(t *testing.T
 		"CREATE TABLE notes (tenant_id uuid NOT NULL, body text)",
 		"SELECT tenantdb.protect('notes')",
 		"CREATE TABLE invoices (tenant_id uuid NOT NULL, total numeric)", // left unprotected
-		"CREATE TABLE plans (name text)",                                  // not tenant-scoped
+		"CREATE TABLE plans (name text)",                                 // not tenant-scoped
 	} {
 		if _, err := conn.Exec(ctx, sql); err != nil {
 			t.Fatalf("%s: %v", sql, err)
