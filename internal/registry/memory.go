@@ -95,7 +95,7 @@ func (m *Memory) Get(_ context.Context, id string) (tenant.Tenant, error) {
 	if !ok {
 		return tenant.Tenant{}, ErrNotFound
 	}
-	return *t, nil
+	return clone(t), nil
 }
 
 // GetBySlug implements Registry.
@@ -126,7 +126,7 @@ func (m *Memory) List(_ context.Context, q ListQuery) (Page, error) {
 			p.Next = p.Tenants[len(p.Tenants)-1].ID
 			break
 		}
-		p.Tenants = append(p.Tenants, *m.byID[id])
+		p.Tenants = append(p.Tenants, clone(m.byID[id]))
 	}
 	m.mu.Unlock()
 	return p, nil
@@ -151,7 +151,7 @@ func (m *Memory) Create(_ context.Context, t tenant.Tenant) (tenant.Tenant, erro
 	now := m.now().UTC()
 	t.CreatedAt, t.UpdatedAt = now, now
 	m.store(&t)
-	return t, nil
+	return clone(&t), nil
 }
 
 // Update implements Registry.
@@ -171,7 +171,7 @@ func (m *Memory) Update(_ context.Context, t tenant.Tenant) (tenant.Tenant, erro
 	t.CreatedAt = stored.CreatedAt
 	t.UpdatedAt = m.now().UTC()
 	m.store(&t)
-	return t, nil
+	return clone(&t), nil
 }
 
 // store saves t under a new revision and wakes the watchers. m.mu is held.
@@ -185,13 +185,20 @@ func (m *Memory) store(t *tenant.Tenant) {
 	m.changed = make(chan struct{})
 }
 
+// clone copies a stored tenant for a caller, so callers never share memory with the registry.
+func clone(t *tenant.Tenant) tenant.Tenant {
+	c := *t
+	c.Upstream.Endpoints = append([]tenant.Endpoint(nil), t.Upstream.Endpoints...)
+	return c
+}
+
 // All implements Registry.
 func (m *Memory) All(context.Context) ([]tenant.Tenant, int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]tenant.Tenant, 0, len(m.byID))
 	for _, t := range m.byID {
-		out = append(out, *t)
+		out = append(out, clone(t))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Revision < out[j].Revision })
 	return out, m.revision, nil
@@ -233,7 +240,7 @@ func (m *Memory) changedSince(after int64) []Change {
 	}
 	for _, t := range m.byID {
 		if t.Revision > after {
-			out = append(out, Change{Tenant: *t, Revision: t.Revision})
+			out = append(out, Change{Tenant: clone(t), Revision: t.Revision})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Revision < out[j].Revision })

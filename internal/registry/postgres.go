@@ -1,0 +1,421 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tenantgate/tenantgate/internal/tenant"
+)
+
+// notifyChannel is the LISTEN/NOTIFY channel of registry changes. The payload is the new revision.
+const notifyChannel = "tenantgate_tenants"
+
+// WatchApplicationName is the application_name of the watcher's dedicated connection, so operators
+// (and tests) can find it in pg_stat_activity.
+const WatchApplicationName = "tenantgate-registry-watch"
+
+// tenantColumns are the columns scanTenant reads, in its order.
+const tenantColumns = `id, slug, name, plan, model, status, upstream, resources, last_error, revision, created_at, updated_at`
+
+// Postgres is the registry in PostgreSQL, in schema tenantgate (see Migrate), with a change feed on
+// LISTEN/NOTIFY.
+//
+// Every write runs in a transaction that first takes one transaction-level advisory lock, then draws
+// the next revision from a sequence, writes, NOTIFYs and commits; the lock is released only after the
+// commit is visible. Writes therefore commit in revision order. That is what makes the change feed
+// exact: a watcher asks for "revision > last seen", and without the lock a write that drew revision 7
+// could commit after one that drew 8; a watcher that read 8 in between would then skip 7 forever.
+// Registry writes are rare (tenant lifecycle events), so serializing them costs nothing that matters.
+type Postgres struct {
+	pool    *pgxpool.Pool
+	opts    postgresOptions
+	metrics *postgresMetrics
+
+	stop     context.Context // ended by Close; stops the watchers
+	stopAll  context.CancelFunc
+	mu       sync.Mutex // guards closed and the watchers' Add
+	closed   bool
+	watchers sync.WaitGroup
+}
+
+var _ Registry = (*Postgres)(nil)
+
+// PostgresOption configures a Postgres registry.
+type PostgresOption func(*postgresOptions)
+
+type postgresOptions struct {
+	log          *slog.Logger
+	registerer   prometheus.Registerer
+	pollInterval time.Duration
+	minBackoff   time.Duration
+	maxBackoff   time.Duration
+}
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) PostgresOption {
+	return func(o *postgresOptions) { o.log = l }
+}
+
+// WithRegisterer registers the registry's metrics with r (default: not registered).
+func WithRegisterer(r prometheus.Registerer) PostgresOption {
+	return func(o *postgresOptions) { o.registerer = r }
+}
+
+// WithPollInterval sets how often a watcher looks for changes when no notification arrives, a safety
+// net under LISTEN/NOTIFY (default 30s).
+func WithPollInterval(d time.Duration) PostgresOption {
+	return func(o *postgresOptions) { o.pollInterval = d }
+}
+
+// WithReconnectBackoff bounds the wait between a watcher's reconnection attempts: it starts at min and
+// doubles up to max (default 50ms to 5s).
+func WithReconnectBackoff(minWait, maxWait time.Duration) PostgresOption {
+	return func(o *postgresOptions) { o.minBackoff, o.maxBackoff = minWait, maxWait }
+}
+
+func (o postgresOptions) validate() error {
+	if o.pollInterval <= 0 {
+		return errors.New("poll interval must be positive")
+	}
+	if o.minBackoff <= 0 || o.maxBackoff < o.minBackoff {
+		return errors.New("reconnect backoff needs 0 < min <= max")
+	}
+	return nil
+}
+
+// OpenPostgres connects to the registry at databaseURL, whose schema Migrate must have brought up to
+// date. Pool settings come from the URL (pool_max_conns and the like). Close releases it.
+func OpenPostgres(ctx context.Context, databaseURL string, opts ...PostgresOption) (*Postgres, error) {
+	o := postgresOptions{
+		log:          slog.Default(),
+		pollInterval: 30 * time.Second,
+		minBackoff:   50 * time.Millisecond,
+		maxBackoff:   5 * time.Second,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := o.validate(); err != nil {
+		return nil, fmt.Errorf("open postgres registry: %w", err)
+	}
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres registry: parse database url: %w", err)
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "tenantgate-registry"
+	}
+	metrics, err := newPostgresMetrics(o.registerer)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres registry: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres registry: %w", err)
+	}
+	p := &Postgres{pool: pool, opts: o, metrics: metrics}
+	p.stop, p.stopAll = context.WithCancel(context.Background())
+	return p, nil
+}
+
+// Close stops the watchers, waits for them, and closes the pool. Calls after the first do nothing.
+func (p *Postgres) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.mu.Unlock()
+	p.stopAll()
+	p.watchers.Wait()
+	p.pool.Close()
+}
+
+func (p *Postgres) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// Ping implements Registry.
+func (p *Postgres) Ping(ctx context.Context) error {
+	if p.isClosed() {
+		return ErrClosed
+	}
+	if err := p.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping tenant registry: %w", err)
+	}
+	return nil
+}
+
+// Get implements Registry.
+func (p *Postgres) Get(ctx context.Context, id string) (tenant.Tenant, error) {
+	if p.isClosed() {
+		return tenant.Tenant{}, ErrClosed
+	}
+	if _, err := uuid.Parse(id); err != nil {
+		return tenant.Tenant{}, ErrNotFound
+	}
+	return p.getOne(ctx, "id", id)
+}
+
+// GetBySlug implements Registry.
+func (p *Postgres) GetBySlug(ctx context.Context, slug string) (tenant.Tenant, error) {
+	if p.isClosed() {
+		return tenant.Tenant{}, ErrClosed
+	}
+	return p.getOne(ctx, "slug", slug)
+}
+
+// getOne reads the tenant whose column (id or slug, both unique) equals value.
+func (p *Postgres) getOne(ctx context.Context, column, value string) (tenant.Tenant, error) {
+	var t tenant.Tenant
+	row := p.pool.QueryRow(ctx, `SELECT `+tenantColumns+` FROM tenantgate.tenants WHERE `+column+` = $1`, value)
+	if err := scanTenant(row, &t); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return tenant.Tenant{}, ErrNotFound
+		}
+		return tenant.Tenant{}, fmt.Errorf("get tenant by %s: %w", column, err)
+	}
+	return t, nil
+}
+
+// List implements Registry.
+func (p *Postgres) List(ctx context.Context, q ListQuery) (Page, error) {
+	if p.isClosed() {
+		return Page{}, ErrClosed
+	}
+	q = q.Normalize()
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, arg any) {
+		args = append(args, arg)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if q.After != "" {
+		if _, err := uuid.Parse(q.After); err != nil {
+			return Page{}, fmt.Errorf("%w: %w", tenant.ErrInvalid,
+				&tenant.FieldError{Field: "after", Reason: "page token must be a tenant id"})
+		}
+		add("id > $%d", q.After)
+	}
+	if len(q.Status) > 0 {
+		statuses := make([]string, len(q.Status))
+		for i, s := range q.Status {
+			statuses[i] = string(s)
+		}
+		add("status = ANY($%d)", statuses)
+	}
+	if q.Plan != "" {
+		add("plan = $%d", q.Plan)
+	}
+	if q.Model != "" {
+		add("model = $%d", string(q.Model))
+	}
+	sql := `SELECT ` + tenantColumns + ` FROM tenantgate.tenants`
+	if len(where) > 0 {
+		sql += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	// One row more than the page tells whether another page follows.
+	args = append(args, q.Limit+1)
+	sql += fmt.Sprintf(` ORDER BY id LIMIT $%d`, len(args))
+
+	tenants, err := p.queryTenants(ctx, sql, args...)
+	if err != nil {
+		return Page{}, fmt.Errorf("list tenants: %w", err)
+	}
+	var page Page
+	if len(tenants) > q.Limit {
+		tenants = tenants[:q.Limit]
+		page.Next = tenants[q.Limit-1].ID
+	}
+	page.Tenants = tenants
+	return page, nil
+}
+
+// All implements Registry. It reads every tenant in one statement, so from one snapshot; the highest
+// revision among them is the registry revision of that snapshot, because the latest write always
+// leaves its revision on the tenant it wrote, and writes commit in revision order.
+func (p *Postgres) All(ctx context.Context) ([]tenant.Tenant, int64, error) {
+	if p.isClosed() {
+		return nil, 0, ErrClosed
+	}
+	tenants, err := p.queryTenants(ctx, `SELECT `+tenantColumns+` FROM tenantgate.tenants`)
+	if err != nil {
+		return nil, 0, fmt.Errorf("load all tenants: %w", err)
+	}
+	var revision int64
+	for i := range tenants {
+		revision = max(revision, tenants[i].Revision)
+	}
+	return tenants, revision, nil
+}
+
+func (p *Postgres) queryTenants(ctx context.Context, sql string, args ...any) ([]tenant.Tenant, error) {
+	rows, err := p.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collectTenants(rows)
+}
+
+// collectTenants scans every row into a tenant and closes rows.
+func collectTenants(rows pgx.Rows) ([]tenant.Tenant, error) {
+	defer rows.Close()
+	var out []tenant.Tenant
+	for rows.Next() {
+		out = append(out, tenant.Tenant{})
+		if err := scanTenant(rows, &out[len(out)-1]); err != nil {
+			return nil, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// scanTenant reads one row of tenantColumns into t.
+func scanTenant(row pgx.Row, t *tenant.Tenant) error {
+	err := row.Scan(&t.ID, &t.Slug, &t.Name, &t.Plan, (*string)(&t.Model), (*string)(&t.Status),
+		&t.Upstream, &t.Resources, &t.LastError, &t.Revision, &t.CreatedAt, &t.UpdatedAt)
+	if err != nil {
+		return err
+	}
+	t.CreatedAt, t.UpdatedAt = t.CreatedAt.UTC(), t.UpdatedAt.UTC()
+	return nil
+}
+
+// Create implements Registry.
+func (p *Postgres) Create(ctx context.Context, t tenant.Tenant) (tenant.Tenant, error) {
+	if p.isClosed() {
+		return tenant.Tenant{}, ErrClosed
+	}
+	if t.Status == "" {
+		t.Status = tenant.Pending
+	}
+	if err := t.Validate(); err != nil {
+		p.metrics.write("create", err)
+		return tenant.Tenant{}, err
+	}
+	now := p.now()
+	t.CreatedAt, t.UpdatedAt = now, now
+	t.Upstream.Endpoints = append([]tenant.Endpoint(nil), t.Upstream.Endpoints...)
+	rev, err := p.write(ctx, func(tx pgx.Tx) (int64, error) {
+		var rev int64
+		err := tx.QueryRow(ctx, `
+			INSERT INTO tenantgate.tenants (`+tenantColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, nextval('tenantgate.revision'), $10, $10)
+			RETURNING revision`,
+			t.ID, t.Slug, t.Name, t.Plan, string(t.Model), string(t.Status), t.Upstream, t.Resources,
+			t.LastError, now,
+		).Scan(&rev)
+		return rev, existsError(err, t)
+	})
+	p.metrics.write("create", err)
+	if err != nil {
+		return tenant.Tenant{}, fmt.Errorf("create tenant %s: %w", t.ID, err)
+	}
+	t.Revision = rev
+	return t, nil
+}
+
+// existsError turns a unique violation on the id or the slug into ErrExists.
+func existsError(err error, t tenant.Tenant) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23505" {
+		return err
+	}
+	switch pgErr.ConstraintName {
+	case "tenants_pkey":
+		return fmt.Errorf("%w: id %s", ErrExists, t.ID)
+	case "tenants_slug_key":
+		return fmt.Errorf("%w: slug %s", ErrExists, t.Slug)
+	}
+	return err
+}
+
+// Update implements Registry.
+func (p *Postgres) Update(ctx context.Context, t tenant.Tenant) (tenant.Tenant, error) {
+	if p.isClosed() {
+		return tenant.Tenant{}, ErrClosed
+	}
+	if _, err := uuid.Parse(t.ID); err != nil {
+		p.metrics.write("update", ErrNotFound)
+		return tenant.Tenant{}, ErrNotFound
+	}
+	now := p.now()
+	t.Upstream.Endpoints = append([]tenant.Endpoint(nil), t.Upstream.Endpoints...)
+	rev, err := p.write(ctx, func(tx pgx.Tx) (int64, error) {
+		var stored tenant.Tenant
+		row := tx.QueryRow(ctx, `SELECT `+tenantColumns+` FROM tenantgate.tenants WHERE id = $1 FOR UPDATE`, t.ID)
+		if err := scanTenant(row, &stored); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return 0, ErrNotFound
+			}
+			return 0, err
+		}
+		if stored.Revision != t.Revision {
+			return 0, ErrConflict
+		}
+		if err := checkUpdate(&stored, &t); err != nil {
+			return 0, err
+		}
+		t.CreatedAt, t.UpdatedAt = stored.CreatedAt, now
+		var rev int64
+		err := tx.QueryRow(ctx, `
+			UPDATE tenantgate.tenants
+			SET name = $2, plan = $3, status = $4, upstream = $5, resources = $6, last_error = $7,
+			    revision = nextval('tenantgate.revision'), updated_at = $8
+			WHERE id = $1
+			RETURNING revision`,
+			t.ID, t.Name, t.Plan, string(t.Status), t.Upstream, t.Resources, t.LastError, now,
+		).Scan(&rev)
+		return rev, err
+	})
+	p.metrics.write("update", err)
+	if err != nil {
+		return tenant.Tenant{}, fmt.Errorf("update tenant %s: %w", t.ID, err)
+	}
+	t.Revision = rev
+	return t, nil
+}
+
+// write runs one registry write: in a transaction that holds the revision lock (so revisions commit in
+// order, see Postgres), fn writes one tenant and returns the revision it drew; write then NOTIFYs the
+// watchers and commits.
+func (p *Postgres) write(ctx context.Context, fn func(tx pgx.Tx) (int64, error)) (int64, error) {
+	var rev int64
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, revisionLockKey); err != nil {
+			return fmt.Errorf("take revision lock: %w", err)
+		}
+		var err error
+		if rev, err = fn(tx); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, strconv.FormatInt(rev, 10)); err != nil {
+			return fmt.Errorf("notify: %w", err)
+		}
+		return nil
+	})
+	return rev, err
+}
+
+// now is the write time, at the microsecond precision Postgres stores.
+func (p *Postgres) now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
