@@ -1,0 +1,42 @@
+-- Decide one request for a sliding-window rate limiter (see window.go for the algorithm and proof).
+-- KEYS[i]: counter i (a hash: sub-window index -> hits).
+-- ARGV, five per counter: sub-window ms (g), window ms (W), limit, hits, TTL ms (W+g).
+-- Reply: {now_ms, admitted (1|0), used_1, oldest_1, used_2, oldest_2, ...}; used is before this
+-- request's hits, oldest is the oldest counted non-empty sub-window or -1.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = #KEYS
+local reply = {now, 1}
+local cur = {}
+for i = 1, n do
+  local a = (i - 1) * 5
+  local g = tonumber(ARGV[a + 1])
+  local first = math.floor((now - tonumber(ARGV[a + 2])) / g)
+  cur[i] = math.floor(now / g)
+  local fields = redis.call('HGETALL', KEYS[i])
+  local used, oldest, stale = 0, -1, {}
+  for j = 1, #fields, 2 do
+    local b = tonumber(fields[j])
+    if b < first then
+      stale[#stale + 1] = fields[j]
+    else
+      used = used + tonumber(fields[j + 1])
+      if oldest < 0 or b < oldest then oldest = b end
+    end
+  end
+  if #stale > 0 then redis.call('HDEL', KEYS[i], unpack(stale)) end
+  if used + tonumber(ARGV[a + 4]) > tonumber(ARGV[a + 3]) then reply[2] = 0 end
+  reply[#reply + 1] = used
+  reply[#reply + 1] = oldest
+end
+if reply[2] == 1 then
+  for i = 1, n do
+    local a = (i - 1) * 5
+    local hits = tonumber(ARGV[a + 4])
+    if hits > 0 then
+      redis.call('HINCRBY', KEYS[i], cur[i], hits)
+      redis.call('PEXPIRE', KEYS[i], ARGV[a + 5])
+    end
+  end
+end
+return reply

@@ -1,0 +1,54 @@
+package ratelimit
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// breaker skips the store for a while after it fails, so that while Redis is down or slow every
+// request is decided at once by its plan's failure mode instead of each waiting out the deadline.
+// After failures consecutive failures it opens for cooldown; then one request at a time probes the
+// store (half-open) until one succeeds. The limiter's Run loop also probes with PING while it is
+// open, so that recovery usually needs no request to pay for it.
+type breaker struct {
+	failures  int64
+	cooldown  time.Duration
+	now       func() time.Time
+	consec    atomic.Int64
+	openUntil atomic.Int64 // Unix ns; 0 when closed
+	probing   atomic.Bool
+}
+
+func newBreaker(failures int, cooldown time.Duration) *breaker {
+	return &breaker{failures: int64(max(1, failures)), cooldown: cooldown, now: time.Now}
+}
+
+// allow reports whether a call may go to the store now.
+func (b *breaker) allow() bool {
+	until := b.openUntil.Load()
+	if until == 0 {
+		return true
+	}
+	if b.now().UnixNano() < until {
+		return false
+	}
+	return b.probing.CompareAndSwap(false, true)
+}
+
+// isOpen reports whether calls are being skipped.
+func (b *breaker) isOpen() bool { return b.openUntil.Load() != 0 }
+
+func (b *breaker) success() {
+	b.consec.Store(0)
+	if b.openUntil.Load() != 0 {
+		b.openUntil.Store(0)
+	}
+	b.probing.Store(false)
+}
+
+func (b *breaker) failure() {
+	if b.consec.Add(1) >= b.failures || b.openUntil.Load() != 0 {
+		b.openUntil.Store(b.now().Add(b.cooldown).UnixNano())
+	}
+	b.probing.Store(false)
+}
