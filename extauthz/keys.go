@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -65,7 +66,7 @@ func (k *Key) sameMaterial(o *Key) bool {
 	if k.ID != o.ID || k.Alg != o.Alg || k.Issuer != o.Issuer {
 		return false
 	}
-	type equaler interface{ Equal(crypto any) bool }
+	type equaler interface{ Equal(x crypto.PublicKey) bool }
 	if a, ok := k.public.(equaler); ok {
 		return a.Equal(o.public)
 	}

@@ -401,6 +401,11 @@ func parsePayload(raw []byte) (string, map[string]json.RawMessage, error) {
 	if err != nil {
 		return "", nil, asReason(err, "payload")
 	}
+	for _, name := range [...]string{"exp", "nbf", "iat"} {
+		if raw, ok := members[name]; ok && (len(raw) == 0 || raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+			return "", nil, fail(ReasonMalformedToken, fmt.Errorf("%s is not a NumericDate", name))
+		}
+	}
 	iss, err := jsonString(members["iss"])
 	if err != nil {
 		return "", nil, fail(ReasonUnknownIssuer, errors.New("iss missing or not a string"))
