@@ -255,6 +255,13 @@ func TestWithTenant_EndsTheTransaction(t *testing.T) {
 			}
 			panic(errBoom)
 		}, func(err error) bool { return errors.Is(err, errBoom) }, 0},
+		{"rolls back when fn swallows an error that aborted the transaction", tenant, pgx.TxOptions{}, func(ctx context.Context, tx pgx.Tx) error {
+			if err := insert(ctx, tx); err != nil {
+				return err
+			}
+			_, _ = tx.Exec(ctx, "SELECT 1/0")
+			return nil
+		}, func(err error) bool { return errors.Is(err, pgx.ErrTxCommitRollback) }, 0},
 		{"serializable read only refuses writes", tenant, pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadOnly},
 			insert, func(err error) bool { return pgCode(err) == "25006" }, 0},
 		{"refuses an id that is not a UUID", "acme", pgx.TxOptions{}, insert, isInvalidID, 0},

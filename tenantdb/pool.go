@@ -17,6 +17,20 @@ import (
 const resetSQL = "SELECT pg_catalog.current_setting('" + Setting + "', true), " +
 	"pg_catalog.set_config('" + Setting + "', '', false)"
 
+// clearedKey marks, in a connection's custom data, that WithTenant's commit has just cleared its
+// tenant setting; the guard then skips its own reset on release.
+const clearedKey = "tenantdb.cleared"
+
+func markCleared(conn *pgx.Conn) { conn.PgConn().CustomData()[clearedKey] = true }
+
+// takeCleared reports and removes the mark markCleared leaves.
+func takeCleared(conn *pgx.Conn) bool {
+	data := conn.PgConn().CustomData()
+	cleared := data[clearedKey] == true
+	delete(data, clearedKey)
+	return cleared
+}
+
 // Option configures NewPool and Guard.
 type Option func(*options)
 
@@ -89,7 +103,8 @@ func NewPool(ctx context.Context, databaseURL string, opts ...Option) (*pgxpool.
 // join the idle set, so a connection handed out never carries a tenant, even one that code set at
 // session level (SET app.tenant_id, set_config(..., false)) or a role or database default. The reset
 // is one round trip, made as the connection goes back, not on the way out; a connection whose reset
-// fails is closed. Hooks already in cfg still run. WithMaxConns is ignored here.
+// fails is closed. A connection released by WithTenant after a successful commit skips the round
+// trip: that commit has cleared the setting already. Hooks already in cfg still run. WithMaxConns is ignored here.
 func Guard(cfg *pgxpool.Config, opts ...Option) error {
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -119,6 +134,10 @@ func guard(cfg *pgxpool.Config, o options) error {
 	}
 	afterRelease := cfg.AfterRelease
 	cfg.AfterRelease = func(conn *pgx.Conn) bool {
+		if takeCleared(conn) {
+			g.metrics.resets.WithLabelValues("cleared_at_commit").Inc()
+			return afterRelease == nil || afterRelease(conn)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
 		defer cancel()
 		if err := g.reset(ctx, conn, "release"); err != nil {
@@ -168,7 +187,8 @@ type metrics struct {
 func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	resets := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tenantdb_conn_resets_total",
-		Help: "Tenant setting resets of pooled connections, by outcome: clean (nothing set), " +
+		Help: "Tenant setting resets of pooled connections, by outcome: cleared_at_commit (by " +
+			"WithTenant's commit, no round trip), clean (nothing set), " +
 			"cleared (a session-level tenant setting was found and cleared: an application bug), " +
 			"failed (the connection was closed).",
 	}, []string{"outcome"})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Setting is the Postgres setting that names the tenant of the current transaction.
@@ -33,20 +34,20 @@ func ParseTenantID(id string) (string, error) {
 // WithTenant runs fn in a transaction scoped to one tenant: app.tenant_id is set transaction-locally,
 // so every query in fn sees and writes that tenant's rows only. The transaction commits if fn returns
 // nil and rolls back if fn returns an error or panics; either way the setting ends with it. fn must
-// not commit or roll back tx itself.
+// not commit or roll back tx itself. db is a pool (NewPool's, or any *pgxpool.Pool) or a connection.
 func WithTenant(ctx context.Context, db Beginner, tenantID string, fn func(pgx.Tx) error) error {
 	return WithTenantTx(ctx, db, tenantID, pgx.TxOptions{}, fn)
 }
 
 // WithTenantTx is WithTenant with transaction options (isolation level, access mode, deferrable).
-// opts.BeginQuery must be empty: WithTenantTx writes the begin statement itself.
+// opts.BeginQuery and opts.CommitQuery must be empty: WithTenantTx writes those statements itself.
 func WithTenantTx(ctx context.Context, db Beginner, tenantID string, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
 	id, err := ParseTenantID(tenantID)
 	if err != nil {
 		return err
 	}
-	if opts.BeginQuery != "" {
-		return errors.New("tenantdb: TxOptions.BeginQuery is not supported")
+	if opts.BeginQuery != "" || opts.CommitQuery != "" {
+		return errors.New("tenantdb: TxOptions.BeginQuery and CommitQuery are not supported")
 	}
 	begin, err := beginSQL(opts)
 	if err != nil {
@@ -55,9 +56,35 @@ func WithTenantTx(ctx context.Context, db Beginner, tenantID string, opts pgx.Tx
 	// The tenant goes out with BEGIN, in the same round trip. id is a canonical UUID, so it is safe to
 	// write into the statement.
 	opts.BeginQuery = begin + "; SELECT pg_catalog.set_config('" + Setting + "', '" + id + "', true)"
+	// The commit also clears the session-level setting, in case fn made one (SET app.tenant_id):
+	// the connection leaves clean at no extra round trip.
+	opts.CommitQuery = "SELECT pg_catalog.set_config('" + Setting + "', '', false); COMMIT"
+
+	pool, ok := db.(*pgxpool.Pool)
+	if !ok {
+		_, err := inTenantTx(ctx, db, id, opts, fn)
+		return err
+	}
+	// Hold the connection ourselves, to tell the pool's guard (before release) that the commit has
+	// just cleared its tenant setting, which saves the guard its own round trip.
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("tenantdb: acquire for tenant %s: %w", id, err)
+	}
+	defer conn.Release()
+	cleared, err := inTenantTx(ctx, conn.Conn(), id, opts, fn)
+	if cleared {
+		markCleared(conn.Conn())
+	}
+	return err
+}
+
+// inTenantTx runs fn in a transaction begun and committed with opts' statements, and reports whether
+// the commit, clearing the session's tenant setting, succeeded.
+func inTenantTx(ctx context.Context, db Beginner, id string, opts pgx.TxOptions, fn func(pgx.Tx) error) (cleared bool, err error) {
 	tx, err := db.BeginTx(ctx, opts)
 	if err != nil {
-		return fmt.Errorf("tenantdb: begin for tenant %s: %w", id, err)
+		return false, fmt.Errorf("tenantdb: begin for tenant %s: %w", id, err)
 	}
 	committed := false
 	defer func() {
@@ -68,13 +95,17 @@ func WithTenantTx(ctx context.Context, db Beginner, tenantID string, opts pgx.Tx
 		}
 	}()
 	if err := fn(tx); err != nil {
-		return err
+		return false, err
+	}
+	if tx.Conn().PgConn().TxStatus() == 'E' {
+		// fn swallowed an error that aborted the transaction: COMMIT would only roll back.
+		return false, fmt.Errorf("tenantdb: tenant %s: transaction aborted by an earlier error: %w", id, pgx.ErrTxCommitRollback)
 	}
 	committed = true // Commit ends the transaction even when it fails.
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("tenantdb: commit for tenant %s: %w", id, err)
+		return false, fmt.Errorf("tenantdb: commit for tenant %s: %w", id, err)
 	}
-	return nil
+	return true, nil
 }
 
 // beginSQL is the BEGIN statement for opts (BeginQuery aside). Only pgx's own option values are

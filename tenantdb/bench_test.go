@@ -1,0 +1,134 @@
+package tenantdb_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tenantgate/tenantgate/tenantdb"
+)
+
+// BenchmarkTenantQuery reads one tenant's rows (100 of 10,000) through WithTenant, with row-level
+// security doing the filtering, and compares it with the same query with an explicit
+// WHERE tenant_id = $1 on a plain pool without row-level security (the baseline). x_baseline is
+// each variant's time per operation over the baseline's, measured in the same run.
+//
+//	where_clause           baseline: SELECT ... WHERE tenant_id = $1, no RLS, no transaction
+//	where_clause_in_tx     the baseline inside BEGIN/COMMIT: what the transaction itself costs
+//	with_tenant            WithTenant on NewPool: transaction + tenant setting + RLS + pool guard
+//	with_tenant_no_guard   WithTenant on a plain pgxpool: the same without the pool guard
+//	parallel/*             8 goroutines on a pool of 2: what the guard's reset costs in throughput
+func BenchmarkTenantQuery(b *testing.B) {
+	const tenants, rowsPerTenant = 100, 100
+	d := newTestDB(b)
+	ids := tenantIDs(tenants)
+	d.seed(b, ids, rowsPerTenant)
+	ctx := testContext(b)
+	mustExec(b, connect(b, d.adminURL), "VACUUM ANALYZE notes")
+
+	noRLS := plainPool(b, d.adminURL, 4) // a superuser: row-level security does not apply
+	guarded := d.appPool(b, tenantdb.WithMaxConns(4))
+	unguarded := plainPool(b, d.appURL, 4)
+	guarded2 := d.appPool(b, tenantdb.WithMaxConns(2))
+	unguarded2 := plainPool(b, d.appURL, 2)
+
+	whereClause := func(ctx context.Context, q tenantdb.Querier, id string) error {
+		return readAll(ctx, q, "SELECT id, body FROM notes WHERE tenant_id = $1", id)
+	}
+	withTenant := func(pool *pgxpool.Pool) func(context.Context, string) error {
+		return func(ctx context.Context, id string) error {
+			return tenantdb.WithTenant(ctx, pool, id, func(tx pgx.Tx) error {
+				return readAll(ctx, tx, "SELECT id, body FROM notes")
+			})
+		}
+	}
+
+	var baseline float64 // ns/op of where_clause
+	report := func(b *testing.B) {
+		perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+		if baseline > 0 {
+			b.ReportMetric(perOp/baseline, "x_baseline")
+		}
+	}
+	b.Run("where_clause", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if err := whereClause(ctx, noRLS, ids[i%tenants]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		baseline = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+	})
+	b.Run("where_clause_in_tx", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			err := pgx.BeginFunc(ctx, noRLS, func(tx pgx.Tx) error { return whereClause(ctx, tx, ids[i%tenants]) })
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		report(b)
+	})
+	for _, v := range []struct {
+		name string
+		op   func(context.Context, string) error
+	}{
+		{"with_tenant", withTenant(guarded)},
+		{"with_tenant_no_guard", withTenant(unguarded)},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				if err := v.op(ctx, ids[i%tenants]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			report(b)
+		})
+	}
+
+	var parallelBaseline float64 // ns/op of parallel/with_tenant_no_guard
+	for _, v := range []struct {
+		name     string
+		op       func(context.Context, string) error
+		baseline bool
+	}{
+		{"parallel/with_tenant_no_guard", withTenant(unguarded2), true},
+		{"parallel/with_tenant", withTenant(guarded2), false},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			b.SetParallelism(4)
+			b.RunParallel(func(pb *testing.PB) {
+				for i := 0; pb.Next(); i++ {
+					if err := v.op(ctx, ids[i%tenants]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+			if v.baseline {
+				parallelBaseline = perOp
+			} else if parallelBaseline > 0 {
+				b.ReportMetric(perOp/parallelBaseline, "x_no_guard")
+			}
+		})
+	}
+}
+
+// readAll runs a query and reads every row, as an application would.
+func readAll(ctx context.Context, q tenantdb.Querier, sql string, args ...any) error {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	type row struct {
+		ID   int64
+		Body string
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+	if err == nil && len(got) != 100 {
+		err = fmt.Errorf("read %d rows, want the tenant's 100", len(got))
+	}
+	return err
+}
