@@ -37,7 +37,7 @@ const (
 
 // The tenants every test knows.
 var (
-	acme    = tenant.Tenant{ID: "3f1c2a9e-6b7d-4c1e-9a2f-0d5e8b7c6a41", Slug: "acme", Plan: "enterprise", Model: tenant.Silo, Status: tenant.Active}
+	acme    = tenant.Tenant{ID: "3f1c2a9e-6b7d-4c1e-9a2f-0d5e8b7c6a41", Slug: "acme", Name: "Acme", Plan: "enterprise", Model: tenant.Silo, Status: tenant.Active}
 	globex  = tenant.Tenant{ID: "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d", Slug: "globex", Plan: "free", Model: tenant.Pool, Status: tenant.Active}
 	frozen  = tenant.Tenant{ID: "11111111-2222-4333-8444-555555555555", Slug: "frozen", Plan: "free", Model: tenant.Pool, Status: tenant.Suspended}
 	gone    = tenant.Tenant{ID: "22222222-3333-4444-8555-666666666666", Slug: "gone-co", Plan: "free", Model: tenant.Pool, Status: tenant.Deleted}
