@@ -32,6 +32,9 @@ type memoryCounter struct {
 
 type bucketCount struct{ b, n int64 }
 
+// minSweep is the fewest counters a shard holds before it sweeps expired ones.
+const minSweep = 128
+
 // MemoryOption configures a MemoryStore.
 type MemoryOption func(*MemoryStore)
 
@@ -49,7 +52,7 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 	}
 	for i := range m.shards {
 		m.shards[i].tenants = map[string]map[string]*memoryCounter{}
-		m.shards[i].nextSweep = 1024
+		m.shards[i].nextSweep = minSweep
 	}
 	for _, o := range opts {
 		o(m)
@@ -152,7 +155,7 @@ func (sh *memoryShard) sweep(now int64) {
 			delete(sh.tenants, id)
 		}
 	}
-	sh.nextSweep = max(1024, 2*sh.size)
+	sh.nextSweep = max(minSweep, 2*sh.size)
 }
 
 // Len is the number of counters held (expired ones not yet swept included).
