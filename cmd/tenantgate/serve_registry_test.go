@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tenantgate/tenantgate/internal/registry"
+	"github.com/tenantgate/tenantgate/internal/tenant"
+	"github.com/tenantgate/tenantgate/internal/testenv"
+)
+
+// With a database URL, serve migrates the registry schema at start-up, serves from Postgres, and
+// follows its change feed: a tenant created by another process reaches the running server.
+func TestServe_PostgresRegistry(t *testing.T) {
+	url := testenv.Database(t)
+	adminAddr := freeAddr(t)
+	cmd := exec.Command(binary, "serve", "--grpc-addr", freeAddr(t), "--admin-addr", adminAddr,
+		"--http-addr", freeAddr(t), "--xds-addr", freeAddr(t))
+	cmd.Dir = repoRoot(t)
+	cmd.Env = append(os.Environ(), "TENANTGATE_DATABASE_URL="+url, "TENANTGATE_REDIS_URL=")
+	var logs lockedBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	waitFor(t, 20*time.Second, func() bool { return httpStatus("http://"+adminAddr+"/readyz") == http.StatusOK })
+	if !strings.Contains(logs.String(), "registry migration applied") || strings.Contains(logs.String(), "in-memory registry") {
+		t.Errorf("log does not show the Postgres registry migrated at start-up:\n%s", logs.String())
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	other, err := registry.OpenPostgres(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.Create(ctx, tenant.Tenant{
+		ID: tenant.NewID(), Slug: "from-elsewhere", Name: "From elsewhere", Plan: "free", Model: tenant.Pool,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		return strings.Contains(httpBody(t, "http://"+adminAddr+"/metrics"), "tenantgate_registry_watch_changes_total 1")
+	})
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("still running 20s after SIGTERM:\n%s", logs.String())
+	}
+}
