@@ -20,7 +20,9 @@ import (
 //	where_clause_in_tx     the baseline inside BEGIN/COMMIT: what the transaction itself costs
 //	with_tenant            WithTenant on NewPool: transaction + tenant setting + RLS + pool guard
 //	with_tenant_no_guard   WithTenant on a plain pgxpool: the same without the pool guard
-//	parallel/*             8 goroutines on a pool of 2: what the guard's reset costs in throughput
+//	parallel/*             8 goroutines on a pool of 2: WithTenant with and without the guard
+//	guard_cost/*           the baseline query outside WithTenant (so the guard's reset runs on every
+//	                       release) on a guarded pool of 2 vs a plain one, alone and from 8 goroutines
 func BenchmarkTenantQuery(b *testing.B) {
 	const tenants, rowsPerTenant = 100, 100
 	d := newTestDB(b)
@@ -111,6 +113,50 @@ func BenchmarkTenantQuery(b *testing.B) {
 				parallelBaseline = perOp
 			} else if parallelBaseline > 0 {
 				b.ReportMetric(perOp/parallelBaseline, "x_no_guard")
+			}
+		})
+	}
+
+	guardBaseline := map[bool]float64{} // ns/op on the plain pool, by parallel
+	noRLSGuarded, err := tenantdb.NewPool(ctx, d.adminURL, tenantdb.WithMaxConns(2))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(noRLSGuarded.Close)
+	noRLSPlain := plainPool(b, d.adminURL, 2)
+	for _, v := range []struct {
+		name     string
+		pool     *pgxpool.Pool
+		parallel bool
+	}{
+		{"guard_cost/plain_pool", noRLSPlain, false},
+		{"guard_cost/guarded_pool", noRLSGuarded, false},
+		{"guard_cost/parallel/plain_pool", noRLSPlain, true},
+		{"guard_cost/parallel/guarded_pool", noRLSGuarded, true},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			if v.parallel {
+				b.SetParallelism(4)
+				b.RunParallel(func(pb *testing.PB) {
+					for i := 0; pb.Next(); i++ {
+						if err := whereClause(ctx, v.pool, ids[i%tenants]); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			} else {
+				for i := 0; b.Loop(); i++ {
+					if err := whereClause(ctx, v.pool, ids[i%tenants]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+			if v.pool == noRLSPlain {
+				guardBaseline[v.parallel] = perOp
+			} else if guardBaseline[v.parallel] > 0 {
+				b.ReportMetric(perOp/guardBaseline[v.parallel], "x_no_guard")
 			}
 		})
 	}
