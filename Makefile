@@ -20,3 +20,15 @@ bench:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+# The Kubernetes and chart tests (internal/kubetest) need a test control plane and helm. kube-binaries
+# builds kube-apiserver, kube-controller-manager and etcd of the version pinned in tools/kube/go.mod into
+# ~/.cache/tenantgate/kube/<version>/, or reuses them; helm installs the pinned Helm with go install.
+HELM_VERSION ?= v3.22.0
+.PHONY: kube-binaries helm
+kube-binaries:
+	bash scripts/kube-binaries.sh
+
+helm:
+	@v=$$(helm version --template '{{.Version}}' 2>/dev/null || true); \
+	if [ "$$v" != "$(HELM_VERSION)" ]; then GOFLAGS= nice -n 19 $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); fi
