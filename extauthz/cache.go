@@ -2,9 +2,13 @@ package extauthz
 
 import (
 	"crypto/sha256"
+	"sync/atomic"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/tenantgate/tenantgate/internal/tenant"
 )
 
 // tokenCache remembers verified tokens, keyed by the SHA-256 of the token (the token itself is not
@@ -19,6 +23,15 @@ type cacheEntry struct {
 	claims Claims
 	key    *Key
 	until  time.Time // min(exp, verified + ttl)
+
+	// allowed is the last allow response built for this token, reused while the token names the
+	// same tenant record (snapshot tenants are immutable: any change is a new pointer).
+	allowed atomic.Pointer[allowMemo]
+}
+
+type allowMemo struct {
+	tenant *tenant.Tenant
+	resp   *authv3.CheckResponse
 }
 
 func newTokenCache(size int, ttl time.Duration) *tokenCache {
@@ -32,32 +45,34 @@ func newTokenCache(size int, ttl time.Duration) *tokenCache {
 	return &tokenCache{lru: c, ttl: ttl}
 }
 
-// get returns the claims of a token verified before, if the entry is still good at now: not past
-// its deadline, its key not revoked, the token not expired.
-func (c *tokenCache) get(sum [sha256.Size]byte, now time.Time) (Claims, bool) {
+// get returns the entry of a token verified before, if it is still good at now: not past its
+// deadline, its key not revoked, the token not expired. Otherwise nil.
+func (c *tokenCache) get(sum [sha256.Size]byte, now time.Time) *cacheEntry {
 	if c == nil {
-		return Claims{}, false
+		return nil
 	}
 	e, ok := c.lru.Get(sum)
 	if !ok {
-		return Claims{}, false
+		return nil
 	}
 	if !now.Before(e.until) || e.key.Revoked() || !now.Before(e.claims.ExpiresAt) {
 		c.lru.Remove(sum)
-		return Claims{}, false
+		return nil
 	}
-	return e.claims, true
+	return e
 }
 
-func (c *tokenCache) put(sum [sha256.Size]byte, claims Claims, key *Key, now time.Time) {
+func (c *tokenCache) put(sum [sha256.Size]byte, claims Claims, key *Key, now time.Time) *cacheEntry {
 	if c == nil {
-		return
+		return nil
 	}
 	until := now.Add(c.ttl)
 	if claims.ExpiresAt.Before(until) {
 		until = claims.ExpiresAt
 	}
-	c.lru.Add(sum, &cacheEntry{claims: claims, key: key, until: until})
+	e := &cacheEntry{claims: claims, key: key, until: until}
+	c.lru.Add(sum, e)
+	return e
 }
 
 func (c *tokenCache) len() int {

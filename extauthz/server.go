@@ -9,6 +9,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/tenantgate/tenantgate/internal/config"
+	"github.com/tenantgate/tenantgate/internal/tenant"
 )
 
 // Server is the ext_authz v3 Authorization service.
@@ -70,7 +71,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if ferr != nil {
 		return s.deny(ctx, ferr), nil
 	}
-	claims, err := s.verifier.Verify(ctx, token)
+	claims, entry, err := s.verifier.verifyCached(token)
 	if err != nil {
 		return s.deny(ctx, err), nil
 	}
@@ -79,7 +80,21 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return s.deny(ctx, fail(reason, nil)), nil
 	}
 	s.metrics.checks[ReasonOK].Inc()
-	return allow(t, &claims, r.spoofed, s.removeCred), nil
+	return s.allow(t, &claims, entry, r.spoofed), nil
+}
+
+// allow returns the OK response, reusing the one built for the same cached token and tenant
+// record when the client sent no extra x-tenant-* header. Responses are shared: never modify one.
+func (s *Server) allow(t *tenant.Tenant, c *Claims, entry *cacheEntry, spoofed []string) *authv3.CheckResponse {
+	if entry == nil || len(spoofed) > 0 {
+		return allow(t, c, spoofed, s.removeCred)
+	}
+	if m := entry.allowed.Load(); m != nil && m.tenant == t {
+		return m.resp
+	}
+	resp := allow(t, c, nil, s.removeCred)
+	entry.allowed.Store(&allowMemo{tenant: t, resp: resp})
+	return resp
 }
 
 func (s *Server) deny(ctx context.Context, err error) *authv3.CheckResponse {

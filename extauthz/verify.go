@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -183,22 +184,28 @@ type header struct {
 // Verify checks a compact JWT: its size, structure, header, issuer, key, signature, time claims,
 // audience and tenant claim. The error is an *Error carrying the Reason.
 func (v *Verifier) Verify(_ context.Context, token string) (Claims, error) {
+	c, _, err := v.verifyCached(token)
+	return c, err
+}
+
+// verifyCached is Verify that also returns the cache entry of the token (nil without a cache).
+func (v *Verifier) verifyCached(token string) (Claims, *cacheEntry, error) {
 	if len(token) > v.maxBytes {
-		return Claims{}, fail(ReasonTokenTooLarge, nil)
+		return Claims{}, nil, fail(ReasonTokenTooLarge, nil)
 	}
 	now := v.now()
-	sum := sha256.Sum256([]byte(token))
-	if c, ok := v.cache.get(sum, now); ok {
+	// The token is only read: hash it without copying.
+	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
+	if e := v.cache.get(sum, now); e != nil {
 		v.metrics.cacheHit.Inc()
-		return c, nil
+		return e.claims, e, nil
 	}
 	v.metrics.cacheMiss.Inc()
 	c, key, err := v.verify(token, now)
 	if err != nil {
-		return Claims{}, err
+		return Claims{}, nil, err
 	}
-	v.cache.put(sum, c, key, now)
-	return c, nil
+	return c, v.cache.put(sum, c, key, now), nil
 }
 
 func (v *Verifier) verify(token string, now time.Time) (Claims, *Key, error) {
