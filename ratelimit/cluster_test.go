@@ -1,0 +1,64 @@
+package ratelimit
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TestRedisCluster_OneRequestsKeysShareASlot runs the limiter on a three-master Redis Cluster started
+// by the test: a request with two descriptors (three windows, three keys) is decided by one script
+// (no CROSSSLOT), limits hold, and purge finds the tenant's keys.
+func TestRedisCluster_OneRequestsKeysShareASlot(t *testing.T) {
+	nodes := startRedisCluster(t)
+	client, err := OpenRedis(RedisOptions{URL: "redis+cluster://" + nodes[0].addr() + "?addr=" + nodes[1].addr(), Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if _, ok := client.(*redis.ClusterClient); !ok {
+		t.Fatalf("redis+cluster:// gave a %T, want a cluster client", client)
+	}
+	store, err := NewRedisStore(client, "tgtest:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newTestLimiter(t, store, func(c *Config) { c.OverLimitCacheSize = 0 })
+	both := request(entries(entryTenant, acmeID), entries(entryTenant, acmeID, entryEndpoint, "search"))
+	if got := admitN(t, l, both, 4); got != 2 {
+		t.Fatalf("admitted %d, want 2 (search allows 2 per 400ms)", got)
+	}
+	if got := admitN(t, l, tenantReq(globexID), 4); got != 3 {
+		t.Fatalf("second tenant admitted %d, want 3", got)
+	}
+	ctx := context.Background()
+	count := func(pattern string) int {
+		n := 0
+		err := client.(*redis.ClusterClient).ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			keys, err := c.Keys(ctx, pattern).Result()
+			n += len(keys)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count("tgtest:{" + acmeID + "}*"); n != 3 {
+		t.Fatalf("%d keys of the tenant, want 3", n)
+	}
+	if err := l.PurgeTenant(ctx, acmeID); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("tgtest:{" + acmeID + "}*"); n != 0 {
+		t.Fatalf("%d keys of the tenant after purge, want 0", n)
+	}
+	if n := count("tgtest:{" + globexID + "}*"); n != 1 {
+		t.Fatalf("purge touched another tenant: %d keys left, want 1", n)
+	}
+	if err := l.Ping(ctx); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+}
