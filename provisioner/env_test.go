@@ -191,14 +191,28 @@ func (e *env) inventory(t testing.TB, spec tenant.Tenant, email string) inventor
 	t.Helper()
 	ctx := context.Background()
 	var inv inventory
-	inv.Databases = e.databases()
+	// The names a tenant's database or schema may have: prefix + slug (hyphens as underscores),
+	// or prefix + "silo_" + slug.
+	mine := func(name string) bool {
+		return name == e.prefix+strings.ReplaceAll(spec.Slug, "-", "_") || name == e.prefix+"silo_"+spec.Slug
+	}
+	for _, name := range e.databases() {
+		if mine(name) {
+			inv.Databases = append(inv.Databases, name)
+		}
+	}
 	rows, err := e.db.Query(ctx, `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1) ORDER BY 1`, e.prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv.Schemas, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	schemas, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, name := range schemas {
+		if mine(name) {
+			inv.Schemas = append(inv.Schemas, name)
+		}
 	}
 	for _, table := range []string{"tenant_profile", "users"} {
 		var n int
@@ -214,7 +228,9 @@ func (e *env) inventory(t testing.TB, spec tenant.Tenant, email string) inventor
 		}
 	}
 	for _, r := range e.kube.Refs() {
-		inv.Kube = append(inv.Kube, r.String())
+		if r.Namespace == "tenant-"+spec.Slug || r.Name == "tenant-"+spec.Slug {
+			inv.Kube = append(inv.Kube, r.String())
+		}
 	}
 	rows, err = e.db.Query(ctx, `SELECT type || ' ' || name || ' ' || target FROM `+saga.Schema+`.dns_records WHERE tenant_id = $1`, spec.ID)
 	if err != nil {

@@ -192,7 +192,7 @@ func runFault(t *testing.T, e *env, model tenant.Model, slug, step, fault string
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	victim = e.start(t, provOpts{hook: hook, lease: 300 * time.Millisecond})
+	victim = e.start(t, provOpts{hook: hook, lease: time.Second})
 	v, _, err := victim.Create(ctx, req, "")
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +205,7 @@ func runFault(t *testing.T, e *env, model tenant.Model, slug, step, fault string
 			t.Fatal("the step never ran")
 		}
 		victim.stop()
-		p = e.start(t, provOpts{lease: 300 * time.Millisecond}).Provisioner
+		p = e.start(t, provOpts{lease: time.Second}).Provisioner
 	}
 	v = waitSettled(t, p, v.Tenant.ID, 30*time.Second)
 	got := e.inventory(t, v.Tenant, req.AdminEmail)
