@@ -374,7 +374,7 @@ func (p *Provisioner) Retry(ctx context.Context, id string) (View, error) {
 		return View{}, err
 	}
 	if v.Saga != nil && v.Saga.State.InFlight() {
-		return View{}, conflict("", "a %s saga is in flight", v.Saga.Kind)
+		return View{}, conflict("", "the tenant's %s saga is in flight", v.Saga.Kind)
 	}
 	t := v.Tenant
 	var kind saga.Kind
@@ -412,7 +412,10 @@ func (p *Provisioner) Delete(ctx context.Context, id string) (View, error) {
 		return v, nil
 	}
 	if v.Saga != nil && v.Saga.State.InFlight() {
-		return View{}, conflict("status", "a %s saga is in flight; delete the tenant when it ends", v.Saga.Kind)
+		// A plan change waiting for its turn gives way to the deletion; anything else must end first.
+		if v.Saga.Kind != saga.Update || p.engine.Cancel(ctx, v.Saga.ID, "superseded by a deletion") != nil {
+			return View{}, conflict("status", "the tenant's %s saga is in flight; delete the tenant when it ends", v.Saga.Kind)
+		}
 	}
 	if err := p.start(ctx, saga.Delete, specOf(t, "")); err != nil {
 		return View{}, err
@@ -451,7 +454,7 @@ func (p *Provisioner) noSagaInFlight(ctx context.Context, id string) error {
 		return err
 	}
 	if st.State.InFlight() {
-		return conflict("", "a %s saga is in flight", st.Kind)
+		return conflict("", "the tenant's %s saga is in flight", st.Kind)
 	}
 	return nil
 }

@@ -113,6 +113,20 @@ func (e *Engine) Release(ctx context.Context, id string) error {
 	return nil
 }
 
+// Cancel ends an in-flight saga that no worker holds now, as failed, with reason as its last error.
+// ErrInFlight when a worker has it.
+func (e *Engine) Cancel(ctx context.Context, id, reason string) error {
+	tag, err := e.db.Exec(ctx, `UPDATE `+Schema+`.sagas SET state = 'failed', last_error = $2, updated_at = now()
+		WHERE id = $1 AND state IN ('running', 'compensating') AND (lease_until IS NULL OR lease_until < now())`, id, reason)
+	if err != nil {
+		return fmt.Errorf("cancel saga: %w", err)
+	}
+	if tag.RowsAffected() != 1 {
+		return ErrInFlight
+	}
+	return nil
+}
+
 // Discard removes a held saga that no worker has taken, for a caller whose own writes failed.
 func (e *Engine) Discard(ctx context.Context, id string) error {
 	tag, err := e.db.Exec(ctx, `DELETE FROM `+Schema+`.sagas WHERE id = $1 AND lease_token IS NULL AND step = 0 AND phase = 'ready'`, id)
