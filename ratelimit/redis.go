@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -17,34 +18,86 @@ import (
 //go:embed apply.lua
 var applyScript string
 
-// RedisStore keeps the counters in Redis (a single server or a cluster).
+// RedisStore keeps the counters in Redis (a single server or a cluster). Concurrent decisions are
+// sent together: each is one EVALSHA, and the calls waiting while a batch is on the wire go out as the
+// next pipeline (group commit), so that under load a decision costs a fraction of a round trip's
+// system calls. Every script still runs atomically on its own.
 type RedisStore struct {
-	client redis.UniversalClient
-	prefix string
-	script *redis.Script
+	client  redis.UniversalClient
+	prefix  string
+	script  *redis.Script
+	timeout time.Duration
+
+	mu       sync.Mutex
+	pending  []*redisCall
+	flushers int
+}
+
+// Bounds of the pipelining: batches in flight at once, and calls per batch.
+const (
+	maxFlushers = 4
+	maxBatch    = 128
+)
+
+// redisCall is one decision waiting for its batch.
+type redisCall struct {
+	ctx  context.Context
+	keys []string
+	args []any
+	res  []int64
+	err  error
+	done chan struct{}
+}
+
+// RedisStoreOption configures a RedisStore.
+type RedisStoreOption func(*RedisStore)
+
+// WithRedisTimeout bounds each pipeline (default 50ms); a caller's own deadline bounds its wait.
+func WithRedisTimeout(d time.Duration) RedisStoreOption {
+	return func(r *RedisStore) { r.timeout = d }
 }
 
 // NewRedisStore returns a store on client whose keys all start with prefix (which must not hold a
 // '{', so the tenant's hash tag is the first one in every key).
-func NewRedisStore(client redis.UniversalClient, prefix string) (*RedisStore, error) {
+func NewRedisStore(client redis.UniversalClient, prefix string, opts ...RedisStoreOption) (*RedisStore, error) {
 	if strings.ContainsAny(prefix, "{}") {
 		return nil, fmt.Errorf("redis key prefix %q must not contain { or }", prefix)
 	}
-	return &RedisStore{client: client, prefix: prefix, script: redis.NewScript(applyScript)}, nil
+	r := &RedisStore{client: client, prefix: prefix, script: redis.NewScript(applyScript), timeout: 50 * time.Millisecond}
+	for _, o := range opts {
+		o(r)
+	}
+	return r, nil
 }
 
-// Apply implements Store: one EVALSHA (EVAL once after a NOSCRIPT) for every counter of the request.
+// Apply implements Store: one script call (EVALSHA; EVAL after a NOSCRIPT) for every counter of the
+// request, sent in the next pipeline. It returns when the answer comes or ctx ends, whichever is
+// first.
 func (r *RedisStore) Apply(ctx context.Context, _ string, counters []counter) (applied, error) {
-	keys := make([]string, len(counters))
-	args := make([]any, 0, 5*len(counters))
-	for i, c := range counters {
-		keys[i] = r.prefix + c.Key
-		args = append(args, c.Window.SubMS, c.Window.PeriodMS, c.Window.Limit, c.Hits, c.Window.TTLMS())
+	c := &redisCall{ctx: ctx, keys: make([]string, len(counters)), args: make([]any, 0, 5*len(counters)), done: make(chan struct{})}
+	for i, k := range counters {
+		c.keys[i] = r.prefix + k.Key
+		c.args = append(c.args, k.Window.SubMS, k.Window.PeriodMS, k.Window.Limit, k.Hits, k.Window.TTLMS())
 	}
-	res, err := r.script.Run(ctx, r.client, keys, args...).Int64Slice()
-	if err != nil {
-		return applied{}, fmt.Errorf("redis rate-limit script: %w", err)
+	r.mu.Lock()
+	r.pending = append(r.pending, c)
+	start := r.flushers < maxFlushers
+	if start {
+		r.flushers++
 	}
+	r.mu.Unlock()
+	if start {
+		go r.flush()
+	}
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return applied{}, fmt.Errorf("redis rate-limit script: %w", ctx.Err())
+	}
+	if c.err != nil {
+		return applied{}, fmt.Errorf("redis rate-limit script: %w", c.err)
+	}
+	res := c.res
 	if len(res) != 2+2*len(counters) {
 		return applied{}, fmt.Errorf("redis rate-limit script: %d values in reply, want %d", len(res), 2+2*len(counters))
 	}
@@ -53,6 +106,62 @@ func (r *RedisStore) Apply(ctx context.Context, _ string, counters []counter) (a
 		out.Counts[i] = count{Used: res[2+2*i], Oldest: res[3+2*i]}
 	}
 	return out, nil
+}
+
+// flush sends the waiting calls, a batch at a time, until none wait. At most maxFlushers run; each
+// ends as soon as the queue is empty, and each pipeline is bounded by the store's timeout.
+func (r *RedisStore) flush() {
+	for {
+		r.mu.Lock()
+		n := min(len(r.pending), maxBatch)
+		if n == 0 {
+			r.flushers--
+			r.mu.Unlock()
+			return
+		}
+		batch := make([]*redisCall, n)
+		copy(batch, r.pending)
+		r.pending = append(r.pending[:0], r.pending[n:]...)
+		r.mu.Unlock()
+		r.send(batch)
+	}
+}
+
+// send runs one batch as a pipeline; a call whose caller has given up is not sent (its hits would
+// count for an answer nobody reads).
+func (r *RedisStore) send(batch []*redisCall) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	defer cancel()
+	live := batch[:0:0]
+	for _, c := range batch {
+		if err := c.ctx.Err(); err != nil {
+			c.err = err
+			close(c.done)
+			continue
+		}
+		live = append(live, c)
+	}
+	if len(live) == 0 {
+		return
+	}
+	cmds := make([]*redis.Cmd, len(live))
+	if len(live) == 1 {
+		cmds[0] = r.script.Run(ctx, r.client, live[0].keys, live[0].args...)
+	} else {
+		pipe := r.client.Pipeline()
+		for i, c := range live {
+			cmds[i] = r.script.EvalSha(ctx, pipe, c.keys, c.args...)
+		}
+		_, _ = pipe.Exec(ctx)
+	}
+	for i, c := range live {
+		if err := cmds[i].Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// The script cache was flushed (or this is a new node): EVAL loads it again.
+			cmds[i] = r.script.Run(ctx, r.client, c.keys, c.args...)
+		}
+		c.res, c.err = cmds[i].Int64Slice()
+		close(c.done)
+	}
 }
 
 // PurgeTenant implements Store: it deletes every key of the tenant, on every master of a cluster.

@@ -29,7 +29,7 @@ func setupRateLimit(_ context.Context, a *app) error {
 			return fmt.Errorf("redis_url: %w", err)
 		}
 		a.closers = append(a.closers, func() { _ = client.Close() })
-		rs, err := ratelimit.NewRedisStore(client, rc.Redis.KeyPrefix)
+		rs, err := ratelimit.NewRedisStore(client, rc.Redis.KeyPrefix, ratelimit.WithRedisTimeout(rc.Timeout.D()))
 		if err != nil {
 			return err
 		}
