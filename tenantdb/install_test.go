@@ -314,3 +314,30 @@ func adminCount(t testing.TB, d *testDB) int {
 	}
 	return n
 }
+
+// TestCurrentTenant_WorksAsColumnDefault: with DEFAULT tenantdb.current_tenant() the application
+// need not pass the tenant id on insert, and with no tenant set the insert is refused.
+func TestCurrentTenant_WorksAsColumnDefault(t *testing.T) {
+	d := newTestDB(t)
+	ctx := testContext(t)
+	mustExec(t, connect(t, d.ownerURL), "ALTER TABLE notes ALTER COLUMN tenant_id SET DEFAULT tenantdb.current_tenant()")
+	tenant := tenantIDs(1)[0]
+	pool := d.appPool(t)
+	err := tenantdb.WithTenant(ctx, pool, tenant, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "INSERT INTO notes (body) VALUES ($1)", tenant+"#1")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	if err := connect(t, d.adminURL).QueryRow(ctx, "SELECT tenant_id::text FROM notes").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != tenant {
+		t.Fatalf("row got tenant %s, want %s", got, tenant)
+	}
+	if _, err := pool.Exec(ctx, "INSERT INTO notes (body) VALUES ('x')"); pgCode(err) != "23502" && pgCode(err) != "42501" {
+		t.Fatalf("insert with no tenant: %v, want a refusal", err)
+	}
+}
