@@ -53,7 +53,7 @@ type staticTenants struct {
 }
 
 func (s staticTenants) Load() *snapshot.Snapshot { return s.snap }
-func (s staticTenants) IsReady() bool             { return s.ready }
+func (s staticTenants) IsReady() bool            { return s.ready }
 
 func allTenants() staticTenants {
 	return staticTenants{snap: snapshot.New([]tenant.Tenant{acme, globex, frozen, gone, pending}, 1), ready: true}

@@ -65,7 +65,9 @@ func TestJWKS_RemovedKeyStopsVerifyingAfterRefresh(t *testing.T) {
 	fetches := js.fetches.Load()
 	unknown := freshToken(t, newEdSigner(t, "key-c"), mainIss) // an unknown kid asks for a refresh
 	check(t, s, checkReq("x", bearer(unknown), nil))
-	eventually(t, 5*time.Second, func() bool { return js.fetches.Load() > fetches && s.Ready() == nil && len(s.verifier.order[0].keys.keys().all) == 1 })
+	eventually(t, 5*time.Second, func() bool {
+		return js.fetches.Load() > fetches && s.Ready() == nil && len(s.verifier.order[0].keys.keys().all) == 1
+	})
 
 	before := reasonTotal(s, ReasonUnknownKey)
 	assertDenied(t, check(t, s, checkReq("x", bearer(tok), nil)), http.StatusUnauthorized, tok)

@@ -79,7 +79,13 @@ func TestValidate_AuthzMistakesNameTheirKey(t *testing.T) {
 		{"no key source", func(a *Authz) { i := good(); i.JWKSURL = ""; a.Issuers = []Issuer{i} }, "authz.issuers[0]"},
 		{"two key sources", func(a *Authz) { i := good(); i.JWKSFile = "keys.json"; a.Issuers = []Issuer{i} }, "authz.issuers[0]"},
 		{"plain http jwks", func(a *Authz) { i := good(); i.JWKSURL = "http://login.example.com/jwks"; a.Issuers = []Issuer{i} }, "authz.issuers[0].jwks_url"},
-		{"discovery on a non-https issuer", func(a *Authz) { i := good(); i.JWKSURL = ""; i.Discovery = true; i.Issuer = "login"; a.Issuers = []Issuer{i} }, "authz.issuers[0].issuer"},
+		{"discovery on a non-https issuer", func(a *Authz) {
+			i := good()
+			i.JWKSURL = ""
+			i.Discovery = true
+			i.Issuer = "login"
+			a.Issuers = []Issuer{i}
+		}, "authz.issuers[0].issuer"},
 		{"alg none", func(a *Authz) { i := good(); i.Algorithms = []string{"none"}; a.Issuers = []Issuer{i} }, "authz.issuers[0].algorithms[0]"},
 		{"HMAC from a JWKS", func(a *Authz) { i := good(); i.Algorithms = []string{"RS256", "HS256"}; a.Issuers = []Issuer{i} }, "authz.issuers[0].algorithms[1]"},
 		{"asymmetric alg with a secret", func(a *Authz) {
@@ -91,7 +97,11 @@ func TestValidate_AuthzMistakesNameTheirKey(t *testing.T) {
 		{"tenant claim with a space", func(a *Authz) { i := good(); i.TenantClaim = "tenant id"; a.Issuers = []Issuer{i} }, "authz.issuers[0].tenant_claim"},
 		{"unknown tenant claim format", func(a *Authz) { i := good(); i.TenantClaimFormat = "name"; a.Issuers = []Issuer{i} }, "authz.issuers[0].tenant_claim_format"},
 		{"sub-second refresh", func(a *Authz) { i := good(); i.RefreshInterval = Duration(time.Millisecond); a.Issuers = []Issuer{i} }, "authz.issuers[0].refresh_interval"},
-		{"tiny cooldown", func(a *Authz) { i := good(); i.UnknownKIDCooldown = Duration(time.Millisecond); a.Issuers = []Issuer{i} }, "authz.issuers[0].unknown_kid_cooldown"},
+		{"tiny cooldown", func(a *Authz) {
+			i := good()
+			i.UnknownKIDCooldown = Duration(time.Millisecond)
+			a.Issuers = []Issuer{i}
+		}, "authz.issuers[0].unknown_kid_cooldown"},
 		{"long fetch timeout", func(a *Authz) { i := good(); i.FetchTimeout = Duration(time.Hour); a.Issuers = []Issuer{i} }, "authz.issuers[0].fetch_timeout"},
 		{"tiny jwks cap", func(a *Authz) { i := good(); i.MaxJWKSBytes = 10; a.Issuers = []Issuer{i} }, "authz.issuers[0].max_jwks_bytes"},
 		{"empty bound tenant", func(a *Authz) { i := good(); i.Tenants = []string{""}; a.Issuers = []Issuer{i} }, "authz.issuers[0].tenants[0]"},
