@@ -26,7 +26,7 @@ type Beginner interface {
 func ParseTenantID(id string) (string, error) {
 	u, err := uuid.Parse(id)
 	if err != nil || len(id) != 36 || u == uuid.Nil {
-		return "", fmt.Errorf("%w: %q is not a UUID", ErrInvalidTenantID, id)
+		return "", fmt.Errorf("%w: not a UUID (%d bytes)", ErrInvalidTenantID, len(id))
 	}
 	return u.String(), nil
 }
