@@ -464,3 +464,20 @@ func TestWithTenant_WritesForAnotherTenantAreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPool_ClearsARoleDefaultTenant: a tenant set as the role's default (ALTER ROLE ... SET) would
+// be on every new connection; the guard clears it when the connection is made.
+func TestPool_ClearsARoleDefaultTenant(t *testing.T) {
+	d := newTestDB(t)
+	tenant := tenantIDs(1)[0]
+	d.seed(t, []string{tenant}, 2)
+	mustExec(t, connect(t, d.adminURL), "ALTER ROLE "+pgx.Identifier{d.app}.Sanitize()+
+		" IN DATABASE "+pgx.Identifier{dbName(t, d.adminURL)}.Sanitize()+" SET app.tenant_id = '"+tenant+"'")
+
+	if n := countNotes(t, plainPool(t, d.appURL, 1)); n != 2 {
+		t.Fatalf("control: a plain pool with the role default sees %d rows, want 2", n)
+	}
+	if n := countNotes(t, d.appPool(t)); n != 0 {
+		t.Fatalf("guarded pool with a role default tenant sees %d rows, want 0", n)
+	}
+}

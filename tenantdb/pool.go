@@ -104,7 +104,8 @@ func NewPool(ctx context.Context, databaseURL string, opts ...Option) (*pgxpool.
 // session level (SET app.tenant_id, set_config(..., false)) or a role or database default. The reset
 // is one round trip, made as the connection goes back, not on the way out; a connection whose reset
 // fails is closed. A connection released by WithTenant after a successful commit skips the round
-// trip: that commit has cleared the setting already. Hooks already in cfg still run. WithMaxConns is ignored here.
+// trip: that commit has cleared the setting already. Hooks already in cfg still run. WithMaxConns is
+// ignored here.
 func Guard(cfg *pgxpool.Config, opts ...Option) error {
 	o := defaultOptions()
 	for _, opt := range opts {
