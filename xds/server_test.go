@@ -1,0 +1,428 @@
+package xds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tenantgate/tenantgate/internal/config"
+	"github.com/tenantgate/tenantgate/internal/registry"
+	"github.com/tenantgate/tenantgate/internal/snapshot"
+	"github.com/tenantgate/tenantgate/internal/tenant"
+	"github.com/tenantgate/tenantgate/internal/testenv"
+	"github.com/tenantgate/tenantgate/xds/envoybuild"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// pgx's pool health checker and LISTEN connection finish shortly after Close.
+		goleak.IgnoreTopFunction("github.com/jackc/pgx/v5/pgxpool.(*Pool).backgroundHealthCheck"),
+	)
+}
+
+const waitLong = 10 * time.Second
+
+// harness is one control plane: registry -> snapshot store -> xds server -> ADS on loopback.
+type harness struct {
+	srv      *Server
+	addr     string
+	reg      *metricsReg
+	publishs atomic.Int64
+}
+
+type metricsReg struct{ *prometheus.Registry }
+
+func testConfig() config.Config {
+	cfg := config.Default()
+	cfg.BaseDomain = "tenants.test"
+	cfg.XDS.Debounce = config.Duration(2 * time.Millisecond)
+	cfg.XDS.MaxDelay = config.Duration(20 * time.Millisecond)
+	cfg.XDS.NACKBackoff = config.Duration(400 * time.Millisecond)
+	cfg.XDS.NACKBackoffMax = config.Duration(800 * time.Millisecond)
+	return cfg
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func startControlPlane(t testing.TB, src snapshot.Source, cfg config.Config) *harness {
+	t.Helper()
+	h := &harness{reg: &metricsReg{prometheus.NewRegistry()}}
+	h.srv = New(envoybuild.ParamsFrom(&cfg), WithLogger(quietLogger()), WithRegisterer(h.reg),
+		withPublishHook(func(int64) { h.publishs.Add(1) }))
+	store := snapshot.NewStore(src, snapshot.WithLogger(quietLogger()))
+	store.Subscribe(h.srv.OnChange)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.addr = lis.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return store.Run(gctx) })
+	g.Go(func() error { return h.srv.Run(gctx) })
+	g.Go(func() error { return h.srv.Serve(gctx, lis) })
+	t.Cleanup(func() {
+		cancel()
+		if err := g.Wait(); err != nil {
+			t.Errorf("control plane: %v", err)
+		}
+	})
+	return h
+}
+
+func newTenant(slug string, status tenant.Status, eps ...tenant.Endpoint) tenant.Tenant {
+	return tenant.Tenant{ID: tenant.NewID(), Slug: slug, Name: slug, Plan: "free", Model: tenant.Pool, Status: status,
+		Upstream: tenant.Upstream{Endpoints: eps}}
+}
+
+func create(t testing.TB, reg registry.Registry, tn tenant.Tenant) tenant.Tenant {
+	t.Helper()
+	got, err := reg.Create(context.Background(), tn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func setStatus(t testing.TB, reg registry.Registry, tn tenant.Tenant, st tenant.Status) tenant.Tenant {
+	t.Helper()
+	cur, err := reg.Get(context.Background(), tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Status = st
+	got, err := reg.Update(context.Background(), cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func scopeOf(slug string) string { return envoybuild.TenantResourceName(slug) }
+
+// clients dials n state-of-the-world and n delta clients.
+func clients(t testing.TB, addr string, n int, opts ...clientOpt) []*adsClient {
+	var out []*adsClient
+	for i := range n {
+		out = append(out, dialADS(t, addr, fmt.Sprintf("sotw-%d", i), false, opts...))
+		out = append(out, dialADS(t, addr, fmt.Sprintf("delta-%d", i), true, opts...))
+	}
+	return out
+}
+
+func waitAll(t testing.TB, cs []*adsClient, what string, cond func(c *adsClient) bool) {
+	t.Helper()
+	for _, c := range cs {
+		c.waitFor(t, waitLong, what, cond)
+	}
+}
+
+func servable(slugs ...string) func(c *adsClient) bool {
+	return func(c *adsClient) bool {
+		for _, s := range slugs {
+			if !c.servable(scopeOf(s)) {
+				return false
+			}
+		}
+		return c.has(resource.ListenerType, envoybuild.ListenerName)
+	}
+}
+
+func gone(slug string) func(c *adsClient) bool {
+	return func(c *adsClient) bool {
+		return !c.has(resource.ScopedRouteType, scopeOf(slug)) && !c.has(resource.RouteType, scopeOf(slug)) &&
+			!c.has(resource.ClusterType, scopeOf(slug))
+	}
+}
+
+// lifecycle is the shared scenario: seeded tenants reach every client, a created tenant (with its own
+// upstream) reaches every client, a suspended tenant's routes and cluster disappear while every other
+// tenant's stay (the full-state rule would drop them if a response held only the changed scope).
+func lifecycle(t *testing.T, reg registry.Registry) {
+	create(t, reg, newTenant("seed-pool", tenant.Active))
+	create(t, reg, newTenant("seed-silo", tenant.Active, tenant.Endpoint{Host: "10.0.0.1", Port: 8080}))
+	create(t, reg, newTenant("seed-pending", tenant.Pending))
+	h := startControlPlane(t, reg, testConfig())
+	cs := clients(t, h.addr, 2)
+	waitAll(t, cs, "seeded tenants", servable("seed-pool", "seed-silo"))
+	waitAll(t, cs, "no routes for a pending tenant", gone("seed-pending"))
+
+	created := create(t, reg, newTenant("fresh", tenant.Active, tenant.Endpoint{Host: "10.0.0.9", Port: 9000}))
+	waitAll(t, cs, "created tenant", servable("fresh", "seed-pool", "seed-silo"))
+
+	setStatus(t, reg, created, tenant.Suspended)
+	waitAll(t, cs, "suspended tenant gone", gone("fresh"))
+	waitAll(t, cs, "others kept", servable("seed-pool", "seed-silo"))
+	for _, c := range cs {
+		c.mu.Lock()
+		if c.has(resource.EndpointType, scopeOf("fresh")) {
+			t.Errorf("%s still holds the suspended tenant's endpoints", c.node)
+		}
+		c.mu.Unlock()
+	}
+}
+
+func TestADS_TenantLifecycleReachesEveryClient_Memory(t *testing.T) {
+	lifecycle(t, registry.NewMemory())
+}
+
+func TestADS_TenantLifecycleReachesEveryClient_Postgres(t *testing.T) {
+	url := testenv.Database(t)
+	ctx := context.Background()
+	if _, err := registry.Migrate(ctx, url, quietLogger()); err != nil {
+		t.Fatal(err)
+	}
+	pg, err := registry.OpenPostgres(ctx, url, registry.WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pg.Close)
+	lifecycle(t, pg)
+}
+
+func TestADS_PlanChangeReachesRoutesOnly(t *testing.T) {
+	reg := registry.NewMemory()
+	tn := create(t, reg, newTenant("acme", tenant.Active))
+	h := startControlPlane(t, reg, testConfig())
+	cs := clients(t, h.addr, 1)
+	waitAll(t, cs, "tenant", servable("acme"))
+	before := make([]map[string]int, len(cs))
+	for i, c := range cs {
+		before[i], _ = c.counts()
+	}
+	cur, _ := reg.Get(context.Background(), tn.ID)
+	cur.Plan = "enterprise"
+	if _, err := reg.Update(context.Background(), cur); err != nil {
+		t.Fatal(err)
+	}
+	waitAll(t, cs, "new plan in the route", func(c *adsClient) bool {
+		rc, ok := c.res[resource.RouteType][scopeOf("acme")]
+		return ok && strings.Contains(fmt.Sprint(rc), "enterprise")
+	})
+	for i, c := range cs {
+		after, _ := c.counts()
+		for _, typ := range []string{resource.ClusterType, resource.ScopedRouteType, resource.ListenerType} {
+			if after[typ] != before[i][typ] {
+				t.Errorf("%s: a plan change re-sent %s (%d -> %d responses)", c.node, shortType(typ), before[i][typ], after[typ])
+			}
+		}
+	}
+}
+
+func TestADS_NACKBacksOffInsteadOfResending(t *testing.T) {
+	for _, delta := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sotw", true: "delta"}[delta], func(t *testing.T) {
+			reg := registry.NewMemory()
+			create(t, reg, newTenant("good", tenant.Active))
+			h := startControlPlane(t, reg, testConfig())
+			rejectBad := rejecting(func(typ string, res map[string]proto.Message) error {
+				if _, ok := res[scopeOf("bad")]; ok && typ == resource.RouteType {
+					return errors.New("route tenant-bad: invalid (test)")
+				}
+				return nil
+			})
+			picky := dialADS(t, h.addr, "picky", delta, rejectBad)
+			calm := dialADS(t, h.addr, "calm", delta)
+			for _, c := range []*adsClient{picky, calm} {
+				c.waitFor(t, waitLong, "good tenant", servable("good"))
+			}
+
+			create(t, reg, newTenant("bad", tenant.Active))
+			picky.waitFor(t, waitLong, "a NACK", func(c *adsClient) bool { return c.nacks > 0 })
+			calm.waitFor(t, waitLong, "bad tenant at the calm client", servable("bad"))
+			rejectedAt := time.Now()
+			routesAtNACK, _ := picky.counts()
+
+			// A change inside the backoff window reaches the calm client at once; the picky one only
+			// after its backoff (400ms), and the rejected config is not re-sent in a storm meanwhile.
+			create(t, reg, newTenant("later", tenant.Active))
+			calm.waitFor(t, waitLong, "later tenant", servable("later"))
+			calmAt := time.Since(rejectedAt)
+			picky.waitFor(t, waitLong, "later tenant after backoff", func(c *adsClient) bool { return c.has(resource.ScopedRouteType, scopeOf("later")) && c.nacks > 0 })
+			time.Sleep(time.Second)
+			routesAfter, nacks := picky.counts()
+			extra := routesAfter[resource.RouteType] - routesAtNACK[resource.RouteType]
+			if extra > 6 {
+				t.Errorf("picky client got %d more route responses within ~1.5s of its NACK: a resend storm", extra)
+			}
+			if nacks > 6 {
+				t.Errorf("picky client NACKed %d times: the rejected config was re-sent in a storm", nacks)
+			}
+			if calmAt > 350*time.Millisecond {
+				t.Logf("calm client took %s for a change (machine is slow)", calmAt)
+			}
+			if got := testutil.ToFloat64(h.srv.metrics.nacks.WithLabelValues("RouteConfiguration")); got < 1 {
+				t.Errorf("nack metric = %v, want >= 1", got)
+			}
+			if _, ok := calm.counts(); ok != 0 {
+				t.Errorf("calm client NACKed")
+			}
+		})
+	}
+}
+
+func TestADS_BackoffDelaysPushesToTheRejectingNodeOnly(t *testing.T) {
+	reg := registry.NewMemory()
+	create(t, reg, newTenant("good", tenant.Active))
+	cfg := testConfig()
+	cfg.XDS.NACKBackoff = config.Duration(1500 * time.Millisecond)
+	cfg.XDS.NACKBackoffMax = config.Duration(1500 * time.Millisecond)
+	h := startControlPlane(t, reg, cfg)
+	picky := dialADS(t, h.addr, "picky", false, rejecting(func(typ string, res map[string]proto.Message) error {
+		if _, ok := res[scopeOf("bad")]; ok && typ == resource.RouteType {
+			return errors.New("invalid (test)")
+		}
+		return nil
+	}))
+	calm := dialADS(t, h.addr, "calm", false)
+	picky.waitFor(t, waitLong, "good", servable("good"))
+	calm.waitFor(t, waitLong, "good", servable("good"))
+	create(t, reg, newTenant("bad", tenant.Active))
+	picky.waitFor(t, waitLong, "a NACK", func(c *adsClient) bool { return c.nacks > 0 })
+	nackAt := time.Now()
+	create(t, reg, newTenant("later", tenant.Active))
+	calm.waitFor(t, waitLong, "later", servable("later"))
+	picky.waitFor(t, waitLong, "later", func(c *adsClient) bool { return c.has(resource.RouteType, scopeOf("later")) })
+	if took := time.Since(nackAt); took < time.Second {
+		t.Errorf("the rejecting node got a route update %s after its NACK, inside its 1.5s backoff", took)
+	}
+}
+
+func TestADS_ReconnectingClientGetsFullCurrentState(t *testing.T) {
+	for _, delta := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sotw", true: "delta"}[delta], func(t *testing.T) {
+			reg := registry.NewMemory()
+			a := create(t, reg, newTenant("alpha", tenant.Active))
+			h := startControlPlane(t, reg, testConfig())
+			first := dialADS(t, h.addr, "node-1", delta)
+			first.waitFor(t, waitLong, "alpha", servable("alpha"))
+			first.close()
+
+			setStatus(t, reg, a, tenant.Suspended)
+			create(t, reg, newTenant("beta", tenant.Active, tenant.Endpoint{Host: "10.2.0.1", Port: 80}))
+			create(t, reg, newTenant("gamma", tenant.Active))
+
+			again := dialADS(t, h.addr, "node-1", delta)
+			again.waitFor(t, waitLong, "full current state", func(c *adsClient) bool {
+				return servable("beta", "gamma")(c) && gone("alpha")(c) && c.has(resource.ClusterType, envoybuild.AuthzCluster) &&
+					c.has(resource.ClusterType, envoybuild.RateLimitCluster)
+			})
+		})
+	}
+}
+
+// flakySource is a registry whose change feed can be cut and whose loads can fail: an outage.
+type flakySource struct {
+	registry.Registry
+	mu   sync.Mutex
+	down bool
+	cut  context.CancelFunc
+}
+
+func (f *flakySource) All(ctx context.Context) ([]tenant.Tenant, int64, error) {
+	f.mu.Lock()
+	down := f.down
+	f.mu.Unlock()
+	if down {
+		return nil, 0, errors.New("registry unreachable (test)")
+	}
+	return f.Registry.All(ctx)
+}
+
+func (f *flakySource) Watch(ctx context.Context, after int64) (<-chan registry.Change, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	f.mu.Lock()
+	f.cut = cancel
+	f.mu.Unlock()
+	return f.Registry.Watch(ctx, after)
+}
+
+func (f *flakySource) outage() {
+	f.mu.Lock()
+	f.down = true
+	if f.cut != nil {
+		f.cut()
+	}
+	f.mu.Unlock()
+}
+
+func (f *flakySource) recover() {
+	f.mu.Lock()
+	f.down = false
+	f.mu.Unlock()
+}
+
+func TestADS_RegistryOutageKeepsTheLastConfig(t *testing.T) {
+	mem := registry.NewMemory()
+	create(t, mem, newTenant("alpha", tenant.Active))
+	create(t, mem, newTenant("beta", tenant.Active, tenant.Endpoint{Host: "10.0.0.2", Port: 80}))
+	src := &flakySource{Registry: mem}
+	h := startControlPlane(t, src, testConfig())
+	cs := clients(t, h.addr, 1)
+	waitAll(t, cs, "tenants", servable("alpha", "beta"))
+
+	src.outage()
+	time.Sleep(200 * time.Millisecond)
+	waitAll(t, cs, "config kept through the outage", servable("alpha", "beta"))
+	if err := h.srv.CheckReady(context.Background()); err != nil {
+		t.Errorf("xds not ready during an outage although it serves a complete config: %v", err)
+	}
+	late := clients(t, h.addr, 1)
+	waitAll(t, late, "a client connecting during the outage gets the last config", servable("alpha", "beta"))
+}
+
+func TestADS_RestartedControlPlaneServesNothingUntilComplete(t *testing.T) {
+	mem := registry.NewMemory()
+	create(t, mem, newTenant("alpha", tenant.Active))
+	src := &flakySource{Registry: mem}
+	src.outage()
+	h := startControlPlane(t, src, testConfig())
+	cs := clients(t, h.addr, 1)
+	time.Sleep(300 * time.Millisecond)
+	for _, c := range cs {
+		if got, _ := c.counts(); len(got) != 0 {
+			t.Fatalf("%s got responses %v before the first complete config", c.node, got)
+		}
+	}
+	if h.srv.CheckReady(context.Background()) == nil {
+		t.Fatal("ready before any config was built")
+	}
+	src.recover()
+	waitAll(t, cs, "complete config after the registry came back", servable("alpha"))
+	if err := h.srv.CheckReady(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRun_CoalescesABurstIntoFewPublishes(t *testing.T) {
+	reg := registry.NewMemory()
+	cfg := testConfig()
+	cfg.XDS.Debounce = config.Duration(50 * time.Millisecond)
+	cfg.XDS.MaxDelay = config.Duration(200 * time.Millisecond)
+	h := startControlPlane(t, reg, cfg)
+	c := dialADS(t, h.addr, "n", true)
+	c.waitFor(t, waitLong, "listener", func(c *adsClient) bool { return c.has(resource.ListenerType, envoybuild.ListenerName) })
+	base := h.publishs.Load()
+	for i := range 20 {
+		create(t, reg, newTenant(fmt.Sprintf("burst-%02d", i), tenant.Active))
+	}
+	c.waitFor(t, waitLong, "whole burst", func(c *adsClient) bool { return len(c.res[resource.ScopedRouteType]) == 20 })
+	if n := h.publishs.Load() - base; n > 3 {
+		t.Errorf("20 quick changes took %d publishes, want them coalesced", n)
+	}
+}
