@@ -134,7 +134,7 @@ func (w *watcher) catchUp(ctx context.Context, conn *pgx.Conn) error {
 		if err != nil {
 			return fmt.Errorf("read changes: %w", err)
 		}
-		tenants, err := collectTenants(rows)
+		tenants, err := collectTenants(rows, 0)
 		if err != nil {
 			return fmt.Errorf("read changes: %w", err)
 		}
