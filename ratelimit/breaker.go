@@ -38,12 +38,15 @@ func (b *breaker) allow() bool {
 // isOpen reports whether calls are being skipped.
 func (b *breaker) isOpen() bool { return b.openUntil.Load() != 0 }
 
+// success closes the breaker. It writes only what changed: it runs on every decision.
 func (b *breaker) success() {
-	b.consec.Store(0)
+	if b.consec.Load() != 0 {
+		b.consec.Store(0)
+	}
 	if b.openUntil.Load() != 0 {
 		b.openUntil.Store(0)
+		b.probing.Store(false)
 	}
-	b.probing.Store(false)
 }
 
 func (b *breaker) failure() {
