@@ -25,10 +25,14 @@ fmt:
 # builds kube-apiserver, kube-controller-manager and etcd of the version pinned in tools/kube/go.mod into
 # ~/.cache/tenantgate/kube/<version>/, or reuses them; helm installs the pinned Helm with go install.
 HELM_VERSION ?= v3.22.0
+# What Helm's own release build stamps in: its version, and the Kubernetes version of its client-go
+# (v0.37 -> 1.37) that `helm template` and `helm lint` assume; unstamped, they assume 1.20.
+HELM_LDFLAGS = -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) -X helm.sh/helm/v3/internal/version.metadata= \
+	$(foreach p,pkg/lint/rules pkg/chartutil,-X helm.sh/helm/v3/$(p).k8sVersionMajor=1 -X helm.sh/helm/v3/$(p).k8sVersionMinor=37)
 .PHONY: kube-binaries helm
 kube-binaries:
 	bash scripts/kube-binaries.sh
 
 helm:
 	@v=$$(helm version --template '{{.Version}}' 2>/dev/null || true); \
-	if [ "$$v" != "$(HELM_VERSION)" ]; then GOFLAGS= nice -n 19 $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); fi
+	if [ "$$v" != "$(HELM_VERSION)" ]; then GOFLAGS= nice -n 19 $(GO) install -ldflags '$(HELM_LDFLAGS)' helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); fi

@@ -18,7 +18,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
-// helmVersion is the Helm the tests and CI install (`go install helm.sh/helm/v3/cmd/helm@<this>`).
+// helmVersion is the Helm the tests and CI install (`make helm`).
 const helmVersion = "v3.22.0"
 
 // chartDir is charts/tenantgate, next to this package.
@@ -44,7 +44,7 @@ func helm(t testing.TB) string {
 			return p
 		}
 	}
-	msg := "helm not found; install it with: go install helm.sh/helm/v3/cmd/helm@" + helmVersion
+	msg := "helm not found; install Helm " + helmVersion + " with: make helm"
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}

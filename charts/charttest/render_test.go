@@ -51,7 +51,7 @@ func TestTemplate_RefusesBadValues(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			args := []string{"template", release, chartDir(t), "--namespace", namespace}
+			args := []string{"template", release, chartDir(t), "--namespace", namespace, "--kube-version", "1.37.2"}
 			for _, s := range tt.sets {
 				args = append(args, "--set", s)
 			}
