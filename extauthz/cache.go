@@ -81,3 +81,16 @@ func (c *tokenCache) len() int {
 	}
 	return c.lru.Len()
 }
+
+// dropRevoked removes every entry whose key was revoked, so their memory is freed at once rather
+// than on their next lookup. Refreshes that remove keys are rare; this walks the cache once.
+func (c *tokenCache) dropRevoked() {
+	if c == nil {
+		return
+	}
+	for _, k := range c.lru.Keys() {
+		if e, ok := c.lru.Peek(k); ok && e.key.Revoked() {
+			c.lru.Remove(k)
+		}
+	}
+}

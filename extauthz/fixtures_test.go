@@ -395,6 +395,7 @@ func assertAllowed(t testing.TB, resp *authv3.CheckResponse, tn tenant.Tenant, s
 	}
 	got := map[string]string{}
 	for _, h := range ok.GetHeaders() {
+		//lint:ignore SA1019 the deprecated field is part of the required overwrite form
 		if h.GetAppend() == nil || h.GetAppend().GetValue() ||
 			h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
 			t.Fatalf("header %s not in the overwrite form: %v", h.GetHeader().GetKey(), h)

@@ -30,6 +30,7 @@ type issuerKeys struct {
 	wake      chan struct{}          // an unknown kid asks for a refresh; buffered, never blocks
 	lastAsked atomic.Int64           // unix nanos of the last accepted refresh request
 	now       func() time.Time
+	onRevoke  func() // called after a refresh revoked keys
 }
 
 // keySource fetches an issuer's JWKS document. changed reports whether the document may differ
@@ -127,6 +128,9 @@ func (k *issuerKeys) refresh(ctx context.Context) error {
 	k.cur.Store(newKeySet(kept))
 	for _, g := range gone {
 		g.revoked.Store(true)
+	}
+	if len(gone) > 0 && k.onRevoke != nil {
+		k.onRevoke()
 	}
 	k.metrics.refreshes.WithLabelValues(k.cfg.Issuer, "ok").Inc()
 	k.metrics.keys.WithLabelValues(k.cfg.Issuer).Set(float64(len(kept)))

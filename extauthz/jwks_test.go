@@ -69,6 +69,9 @@ func TestJWKS_RemovedKeyStopsVerifyingAfterRefresh(t *testing.T) {
 		return js.fetches.Load() > fetches && s.Ready() == nil && len(s.verifier.order[0].keys.keys().all) == 1
 	})
 
+	if n := s.verifier.cache.len(); n != 0 {
+		t.Fatalf("cache still holds %d entries of the revoked key", n)
+	}
 	before := reasonTotal(s, ReasonUnknownKey)
 	assertDenied(t, check(t, s, checkReq("x", bearer(tok), nil)), http.StatusUnauthorized, tok)
 	if reasonTotal(s, ReasonUnknownKey) != before+1 {

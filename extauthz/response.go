@@ -57,7 +57,10 @@ func allow(t *tenant.Tenant, c *Claims, spoofed []string, removeCredential []str
 
 func overwrite(name, value string) *corev3.HeaderValueOption {
 	return &corev3.HeaderValueOption{
-		Header:       &corev3.HeaderValue{Key: name, Value: value},
+		Header: &corev3.HeaderValue{Key: name, Value: value},
+		// Deprecated in the protos, yet the only field some Envoy versions read; sent together
+		// with append_action so every version overwrites (DESIGN.md, known traps).
+		//lint:ignore SA1019 required for Envoy versions that ignore append_action
 		Append:       wrapperspb.Bool(false),
 		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 	}

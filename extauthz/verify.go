@@ -143,6 +143,7 @@ func newVerifier(cfg config.Authz, o options, m *metrics) *Verifier {
 				jwt.WithStrictDecoding(),
 			),
 		}
+		vi.keys.onRevoke = v.cache.dropRevoked
 		for _, t := range ic.Types {
 			vi.types = append(vi.types, normType(t))
 		}
