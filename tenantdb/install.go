@@ -22,6 +22,12 @@ type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
+// DB runs statements and queries: *pgx.Conn, *pgxpool.Pool and pgx.Tx all are.
+type DB interface {
+	Execer
+	Querier
+}
+
 // InstallSQL is the SQL that Install runs, for projects that apply it with their own migration tool.
 // It is idempotent.
 func InstallSQL() string { return installSQL }

@@ -33,20 +33,16 @@ var ErrUnsafeRole = errors.New("tenantdb: unsafe application role")
 // with ErrUnsafeRole, a role that exists and is a superuser, bypasses row-level security or owns
 // anything in the current database. It needs the CREATEROLE privilege. Grant the role its tables
 // with Protect.
-func EnsureAppRole(ctx context.Context, db Execer, r AppRole) error {
+func EnsureAppRole(ctx context.Context, db DB, r AppRole) error {
 	if err := r.Validate(); err != nil {
 		return err
-	}
-	q, ok := db.(Querier)
-	if !ok {
-		return errors.New("tenantdb: ensure app role: db must also run queries")
 	}
 	login := "NOLOGIN"
 	if r.Login {
 		login = "LOGIN"
 	}
 	name := pgx.Identifier{r.Name}.Sanitize()
-	exists, err := roleExists(ctx, q, r.Name)
+	exists, err := roleExists(ctx, db, r.Name)
 	if err != nil {
 		return err
 	}
@@ -61,7 +57,7 @@ func EnsureAppRole(ctx context.Context, db Execer, r AppRole) error {
 			return fmt.Errorf("tenantdb: create role %s: %w", r.Name, err)
 		}
 	}
-	problems, err := RoleProblems(ctx, q, r.Name)
+	problems, err := RoleProblems(ctx, db, r.Name)
 	if err != nil {
 		return err
 	}
