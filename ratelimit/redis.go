@@ -52,7 +52,8 @@ type redisCall struct {
 // RedisStoreOption configures a RedisStore.
 type RedisStoreOption func(*RedisStore)
 
-// WithRedisTimeout bounds each pipeline (default 50ms); a caller's own deadline bounds its wait.
+// WithRedisTimeout bounds a pipeline whose callers set no deadline (default 50ms). Otherwise a
+// pipeline lasts until the latest deadline of its callers, and each caller waits until its own.
 func WithRedisTimeout(d time.Duration) RedisStoreOption {
 	return func(r *RedisStore) { r.timeout = d }
 }
@@ -109,7 +110,7 @@ func (r *RedisStore) Apply(ctx context.Context, _ string, counters []counter) (a
 }
 
 // flush sends the waiting calls, a batch at a time, until none wait. At most maxFlushers run; each
-// ends as soon as the queue is empty, and each pipeline is bounded by the store's timeout.
+// ends as soon as the queue is empty, and each pipeline is bounded by its callers' deadlines.
 func (r *RedisStore) flush() {
 	for {
 		r.mu.Lock()
@@ -130,9 +131,8 @@ func (r *RedisStore) flush() {
 // send runs one batch as a pipeline; a call whose caller has given up is not sent (its hits would
 // count for an answer nobody reads).
 func (r *RedisStore) send(batch []*redisCall) {
-	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
-	defer cancel()
 	live := batch[:0:0]
+	var deadline time.Time
 	for _, c := range batch {
 		if err := c.ctx.Err(); err != nil {
 			c.err = err
@@ -140,10 +140,21 @@ func (r *RedisStore) send(batch []*redisCall) {
 			continue
 		}
 		live = append(live, c)
+		d, ok := c.ctx.Deadline()
+		if !ok {
+			d = time.Now().Add(r.timeout)
+		}
+		if d.After(deadline) {
+			deadline = d
+		}
 	}
 	if len(live) == 0 {
 		return
 	}
+	// The pipeline lives as long as its most patient caller; each caller stops waiting at its own
+	// deadline.
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
 	cmds := make([]*redis.Cmd, len(live))
 	if len(live) == 1 {
 		cmds[0] = r.script.Run(ctx, r.client, live[0].keys, live[0].args...)
