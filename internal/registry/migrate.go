@@ -114,7 +114,16 @@ func createSchema(ctx context.Context, db *sql.DB) error {
 	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", schemaLockKey); err != nil {
 		return fmt.Errorf("migrate: create schema: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{Schema}.Sanitize()); err != nil {
+	// Checked first because CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege even when the
+	// schema exists, and a role that owns the schema may lack it on the database.
+	var exists bool
+	if err := tx.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", Schema).Scan(&exists); err != nil {
+		return fmt.Errorf("migrate: create schema: %w", err)
+	}
+	if exists {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, "CREATE SCHEMA "+pgx.Identifier{Schema}.Sanitize()); err != nil {
 		return fmt.Errorf("migrate: create schema: %w", err)
 	}
 	if err := tx.Commit(); err != nil {

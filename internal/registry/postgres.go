@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -177,8 +176,8 @@ func (p *Postgres) Get(ctx context.Context, id string) (tenant.Tenant, error) {
 	if p.isClosed() {
 		return tenant.Tenant{}, ErrClosed
 	}
-	if _, err := uuid.Parse(id); err != nil {
-		return tenant.Tenant{}, ErrNotFound
+	if tenant.CheckID(id) != nil {
+		return tenant.Tenant{}, ErrNotFound // no tenant ever had such an id
 	}
 	return p.getOne(ctx, "id", id)
 }
@@ -219,7 +218,7 @@ func (p *Postgres) List(ctx context.Context, q ListQuery) (Page, error) {
 		where = append(where, fmt.Sprintf(cond, len(args)))
 	}
 	if q.After != "" {
-		if _, err := uuid.Parse(q.After); err != nil {
+		if tenant.CheckID(q.After) != nil {
 			return Page{}, fmt.Errorf("%w: %w", tenant.ErrInvalid,
 				&tenant.FieldError{Field: "after", Reason: "page token must be a tenant id"})
 		}
@@ -423,7 +422,7 @@ func (p *Postgres) Update(ctx context.Context, t tenant.Tenant) (tenant.Tenant, 
 	if p.isClosed() {
 		return tenant.Tenant{}, ErrClosed
 	}
-	if _, err := uuid.Parse(t.ID); err != nil {
+	if tenant.CheckID(t.ID) != nil {
 		p.metrics.write("update", ErrNotFound)
 		return tenant.Tenant{}, ErrNotFound
 	}

@@ -8,11 +8,16 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tenantgate/tenantgate/internal/tenant"
 )
 
 // watchBatch bounds how many changes a watcher reads per query, so a watcher starting far behind
 // holds a bounded number of tenants in memory.
 const watchBatch = 1000
+
+// watchQueryTimeout bounds one read of changes.
+const watchQueryTimeout = 30 * time.Second
 
 // Watch implements Registry. Each call holds one dedicated connection (not from the pool, and named
 // WatchApplicationName) that LISTENs for the NOTIFY of every write. On a notification, and every poll
@@ -129,12 +134,7 @@ func (w *watcher) wait(ctx context.Context, conn *pgx.Conn) error {
 // catchUp sends every change above w.last, in revision order, in batches.
 func (w *watcher) catchUp(ctx context.Context, conn *pgx.Conn) error {
 	for {
-		rows, err := conn.Query(ctx, `SELECT `+tenantColumns+` FROM tenantgate.tenants
-			WHERE revision > $1 ORDER BY revision LIMIT $2`, w.last, watchBatch)
-		if err != nil {
-			return fmt.Errorf("read changes: %w", err)
-		}
-		tenants, err := collectTenants(rows, 0)
+		tenants, err := w.readChanges(ctx, conn)
 		if err != nil {
 			return fmt.Errorf("read changes: %w", err)
 		}
@@ -151,4 +151,17 @@ func (w *watcher) catchUp(ctx context.Context, conn *pgx.Conn) error {
 			return nil
 		}
 	}
+}
+
+// readChanges reads the next batch of changes above w.last. The timeout turns a connection that died
+// without a word (no RST, so no error until TCP gives up) into an error and a reconnect.
+func (w *watcher) readChanges(ctx context.Context, conn *pgx.Conn) ([]tenant.Tenant, error) {
+	ctx, cancel := context.WithTimeout(ctx, watchQueryTimeout)
+	defer cancel()
+	rows, err := conn.Query(ctx, `SELECT `+tenantColumns+` FROM tenantgate.tenants
+		WHERE revision > $1 ORDER BY revision LIMIT $2`, w.last, watchBatch)
+	if err != nil {
+		return nil, err
+	}
+	return collectTenants(rows, watchBatch)
 }

@@ -15,7 +15,8 @@ import (
 // NewFunc returns a fresh, empty registry for one test; it arranges its own cleanup with t.Cleanup.
 type NewFunc func(t *testing.T) registry.Registry
 
-// Run runs the conformance suite against the registries newRegistry makes, one per subtest.
+// Run runs the conformance suite against the registries newRegistry makes, one per subtest; the
+// subtests run in parallel, so newRegistry must be safe to call concurrently.
 func Run(t *testing.T, newRegistry NewFunc) {
 	tests := []struct {
 		name string
@@ -43,6 +44,7 @@ func Run(t *testing.T, newRegistry NewFunc) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // each subtest has a registry of its own
 			tt.fn(t, newRegistry(t))
 		})
 	}
