@@ -3,19 +3,20 @@ package tenantdb
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// Finding is a table with a tenant_id column that is not fully protected, and why.
+// Finding is a table (or view) with a tenant_id column that is not fully protected, and why.
 type Finding struct {
 	Schema   string
 	Table    string
 	Problems []string
 }
 
-// Name is the table's schema-qualified name, quoted where SQL needs it.
+// Name is the relation's schema-qualified name, quoted where SQL needs it.
 func (f Finding) Name() string { return pgx.Identifier{f.Schema, f.Table}.Sanitize() }
 
 func (f Finding) String() string { return f.Name() + ": " + strings.Join(f.Problems, "; ") }
@@ -36,6 +37,51 @@ WHERE c.relkind IN ('r', 'p')
   AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
 ORDER BY n.nspname, c.relname, p.polname`
 
+// viewsSQL finds views and materialized views with a tenant_id column that read around row-level
+// security: a view runs its query as its owner unless it is security_invoker, and row-level security
+// never applies to a materialized view's stored rows.
+const viewsSQL = `
+SELECT n.nspname, c.relname,
+	CASE c.relkind
+	WHEN 'v' THEN 'view runs its query as ' || pg_catalog.quote_ident(o.rolname) ||
+		', which bypasses row-level security (make it security_invoker, or give it another owner)'
+	ELSE 'materialized view readable by other roles: row-level security does not apply to it'
+	END
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_roles o ON o.oid = c.relowner
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+  AND (
+	(c.relkind = 'v' AND (o.rolsuper OR o.rolbypassrls)
+	 AND NOT EXISTS (
+		SELECT 1 FROM pg_catalog.unnest(c.reloptions) opt
+		WHERE opt LIKE 'security_invoker=%' AND pg_catalog.substr(opt, 18)::bool))
+	OR
+	(c.relkind = 'm' AND EXISTS (
+		SELECT 1 FROM pg_catalog.aclexplode(c.relacl) acl
+		WHERE acl.grantee <> c.relowner AND acl.privilege_type = 'SELECT'))
+  )`
+
+func checkViews(ctx context.Context, db Querier) ([]Finding, error) {
+	rows, err := db.Query(ctx, viewsSQL)
+	if err != nil {
+		return nil, fmt.Errorf("tenantdb: check views: %w", err)
+	}
+	findings, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Finding, error) {
+		var f Finding
+		var problem string
+		err := row.Scan(&f.Schema, &f.Table, &problem)
+		f.Problems = []string{problem}
+		return f, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tenantdb: check views: %w", err)
+	}
+	return findings, nil
+}
+
 // tableState is what checkSQL says about one table.
 type tableState struct {
 	schema, table   string
@@ -48,8 +94,10 @@ type tableState struct {
 // CheckRLS lists every table (and partition) with a tenant_id column, in every non-system schema,
 // that lacks enabled or forced row-level security or a sound tenant_isolation policy (for all
 // commands, with USING and WITH CHECK on app.tenant_id), or that has another permissive policy,
-// which would widen what tenant_isolation allows. An empty list means every such table is protected.
-// Run it as any role that can connect: it reads the catalog only.
+// which would widen what tenant_isolation allows. It also lists views with a tenant_id column that
+// read around row-level security: a view owned by a superuser (or a BYPASSRLS role) that is not
+// security_invoker, and a materialized view that other roles may read. An empty list means every
+// such relation is protected. Run it as any role that can connect: it reads the catalog only.
 func CheckRLS(ctx context.Context, db Querier) ([]Finding, error) {
 	rows, err := db.Query(ctx, checkSQL)
 	if err != nil {
@@ -95,6 +143,12 @@ func CheckRLS(ctx context.Context, db Querier) ([]Finding, error) {
 			findings = append(findings, Finding{Schema: t.schema, Table: t.table, Problems: problems})
 		}
 	}
+	views, err := checkViews(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	findings = append(findings, views...)
+	slices.SortFunc(findings, func(a, b Finding) int { return strings.Compare(a.Name(), b.Name()) })
 	return findings, nil
 }
 

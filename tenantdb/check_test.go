@@ -56,6 +56,22 @@ func TestCheckRLS_FindsUnprotectedTablesAndPassesProtectedOnes(t *testing.T) {
 		mustExec(t, owner, sql)
 	}
 
+	admin := connect(t, d.adminURL)
+	for _, sql := range []string{
+		// Views: fine when owned by a role that row-level security binds, or security_invoker.
+		"CREATE VIEW owner_view AS SELECT tenant_id, body FROM notes",
+		"ALTER VIEW owner_view OWNER TO " + d.owner,
+		"CREATE VIEW invoker_view WITH (security_invoker = true) AS SELECT tenant_id, body FROM notes",
+		// A view owned by a superuser reads every tenant's rows.
+		"CREATE VIEW super_view AS SELECT tenant_id, body FROM notes",
+		// A materialized view has no row-level security: fine only while no one else may read it.
+		"CREATE MATERIALIZED VIEW private_summary AS SELECT tenant_id, count(*) FROM notes GROUP BY 1",
+		"CREATE MATERIALIZED VIEW shared_summary AS SELECT tenant_id, count(*) FROM notes GROUP BY 1",
+		"GRANT SELECT ON shared_summary TO " + d.app,
+	} {
+		mustExec(t, admin, sql)
+	}
+
 	findings, err := tenantdb.CheckRLS(ctx, connect(t, d.appURL))
 	if err != nil {
 		t.Fatal(err)
@@ -65,13 +81,15 @@ func TestCheckRLS_FindsUnprotectedTablesAndPassesProtectedOnes(t *testing.T) {
 		got[f.Name()] = strings.Join(f.Problems, "; ")
 	}
 	want := map[string][]string{
-		`"public"."audit_log"`:   {"not enabled", "not forced", "no tenant_isolation policy"},
-		`"public"."not_forced"`:  {"not forced"},
-		`"public"."not_enabled"`: {"not enabled"},
-		`"public"."no_policy"`:   {"no tenant_isolation policy"},
-		`"public"."no_check"`:    {"FOR ALL", "WITH CHECK"},
-		`"public"."widened"`:     {`"everyone_reads" widens`},
-		`"public"."events_2027"`: {"not enabled", "not forced", "no tenant_isolation policy"},
+		`"public"."audit_log"`:      {"not enabled", "not forced", "no tenant_isolation policy"},
+		`"public"."not_forced"`:     {"not forced"},
+		`"public"."not_enabled"`:    {"not enabled"},
+		`"public"."no_policy"`:      {"no tenant_isolation policy"},
+		`"public"."no_check"`:       {"FOR ALL", "WITH CHECK"},
+		`"public"."widened"`:        {`"everyone_reads" widens`},
+		`"public"."events_2027"`:    {"not enabled", "not forced", "no tenant_isolation policy"},
+		`"public"."super_view"`:     {"view runs its query as", "security_invoker"},
+		`"public"."shared_summary"`: {"materialized view readable by other roles"},
 	}
 	if names, wantNames := keys(got), keys(want); !reflect.DeepEqual(names, wantNames) {
 		t.Fatalf("unprotected tables: got %v, want %v", got, wantNames)
@@ -93,6 +111,8 @@ func TestCheckRLS_FindsUnprotectedTablesAndPassesProtectedOnes(t *testing.T) {
 	} {
 		mustExec(t, owner, sql)
 	}
+	mustExec(t, admin, "ALTER VIEW super_view SET (security_invoker = yes)")
+	mustExec(t, admin, "REVOKE SELECT ON shared_summary FROM "+d.app)
 	findings, err = tenantdb.CheckRLS(ctx, owner)
 	if err != nil {
 		t.Fatal(err)

@@ -32,11 +32,13 @@ func newCheckRLSCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "check-rls",
-		Short: "List tables with a tenant_id column that row-level security does not protect",
+		Short: "List tables and views with a tenant_id column that row-level security does not protect",
 		Long: `check-rls lists every table (and partition) with a tenant_id column, in every non-system
 schema, that lacks enabled or forced row-level security or a sound tenant_isolation policy, or has
-another permissive policy that widens it. With --app-role it also checks that the application role
-cannot read across tenants (superuser, BYPASSRLS, owning objects). It exits non-zero if anything is
+another permissive policy that widens it, and every view with a tenant_id column that reads around
+row-level security (owned by a superuser and not security_invoker; materialized and readable by
+others). With --app-role it also checks that the application role cannot read across tenants
+(superuser, BYPASSRLS, owning objects, member of such a role). It exits non-zero if anything is
 found.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
