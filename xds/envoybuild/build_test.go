@@ -229,3 +229,27 @@ func TestListener_ExtAuthzFailsClosedAndFilterOrder(t *testing.T) {
 	}
 	var _ = routev3.RouteConfiguration{}
 }
+
+func TestBootstrap_MatchesGoldenAndPassesDeepValidation(t *testing.T) {
+	for _, role := range []Role{Gateway, Sidecar} {
+		t.Run(string(role), func(t *testing.T) {
+			b, err := Bootstrap(BootstrapParams{Role: role, NodeID: "envoy-1", Cluster: "edge",
+				XDSAddress: "tenantgate-xds.tenantgate.svc:18000", AdminPort: 9901, Delta: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := envoyvalidate.ValidateMessage(b); err != nil {
+				t.Fatal(err)
+			}
+			js, err := protojson.Marshal(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pretty bytes.Buffer
+			if err := json.Indent(&pretty, compact(t, js), "", "  "); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, "bootstrap-"+string(role)+".golden", append(pretty.Bytes(), '\n'))
+		})
+	}
+}
