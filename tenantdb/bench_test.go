@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -158,6 +159,69 @@ func BenchmarkTenantQuery(b *testing.B) {
 			} else if guardBaseline[v.parallel] > 0 {
 				b.ReportMetric(perOp/guardBaseline[v.parallel], "x_no_guard")
 			}
+		})
+	}
+}
+
+// BenchmarkTenantQueryInterleaved measures the same pairs as BenchmarkTenantQuery, alternating the
+// two sides of each pair on every iteration, so that load from other processes on a shared machine
+// falls on both alike. Each pair reports both times per operation and their ratio:
+//
+//	with_tenant_vs_where   WithTenant on NewPool vs explicit WHERE tenant_id = $1, no RLS, plain pool
+//	guard                  the WHERE query outside WithTenant on a guarded vs a plain pool (the guard
+//	                       resets on every release then)
+func BenchmarkTenantQueryInterleaved(b *testing.B) {
+	const tenants, rowsPerTenant = 100, 100
+	d := newTestDB(b)
+	ids := tenantIDs(tenants)
+	d.seed(b, ids, rowsPerTenant)
+	ctx := testContext(b)
+	mustExec(b, connect(b, d.adminURL), "VACUUM ANALYZE notes")
+
+	noRLS := plainPool(b, d.adminURL, 2) // a superuser: row-level security does not apply
+	app := d.appPool(b, tenantdb.WithMaxConns(2))
+	noRLSGuarded, err := tenantdb.NewPool(ctx, d.adminURL, tenantdb.WithMaxConns(2))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(noRLSGuarded.Close)
+
+	whereClause := func(pool *pgxpool.Pool) func(string) error {
+		return func(id string) error {
+			return readAll(ctx, pool, "SELECT id, body FROM notes WHERE tenant_id = $1", id)
+		}
+	}
+	withTenant := func(id string) error {
+		return tenantdb.WithTenant(ctx, app, id, func(tx pgx.Tx) error {
+			return readAll(ctx, tx, "SELECT id, body FROM notes")
+		})
+	}
+	for _, pair := range []struct {
+		name                   string
+		baseline, measured     func(string) error
+		baselineUnit, measUnit string
+	}{
+		{"with_tenant_vs_where", whereClause(noRLS), withTenant, "where_ns/op", "with_tenant_ns/op"},
+		{"guard", whereClause(noRLS), whereClause(noRLSGuarded), "plain_pool_ns/op", "guarded_pool_ns/op"},
+	} {
+		b.Run(pair.name, func(b *testing.B) {
+			var baseline, measured time.Duration
+			for i := 0; b.Loop(); i++ {
+				id := ids[i%tenants]
+				start := time.Now()
+				if err := pair.baseline(id); err != nil {
+					b.Fatal(err)
+				}
+				mid := time.Now()
+				if err := pair.measured(id); err != nil {
+					b.Fatal(err)
+				}
+				baseline += mid.Sub(start)
+				measured += time.Since(mid)
+			}
+			b.ReportMetric(float64(baseline.Nanoseconds())/float64(b.N), pair.baselineUnit)
+			b.ReportMetric(float64(measured.Nanoseconds())/float64(b.N), pair.measUnit)
+			b.ReportMetric(float64(measured)/float64(baseline), "x_baseline")
 		})
 	}
 }
