@@ -37,7 +37,7 @@ import (
 // env is one test's world: a fresh database (the provisioner's state and the shared tenant
 // database), the same Postgres server for bridge and silo databases (named with a prefix of the
 // test's own, dropped at cleanup), a recording Kubernetes client, a record-only DNS provider, an
-// SMTP server on a free port, and an in-memory registry the provisioners share.
+// SMTP server on a free port, and the Postgres registry the provisioners share.
 type env struct {
 	t      testing.TB
 	url    string
@@ -65,7 +65,15 @@ func newEnv(t testing.TB) *env {
 	if err := saga.Migrate(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, url: u, db: db, prefix: "tgt" + testenv.Suffix() + "_", reg: registry.NewMemory(),
+	if _, err := registry.Migrate(ctx, u, nil); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.OpenPostgres(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reg.Close)
+	e := &env{t: t, url: u, db: db, prefix: "tgt" + testenv.Suffix() + "_", reg: reg,
 		kube: kubetest.New(), smtp: startSMTP(t), purger: &purger{}}
 	t.Cleanup(e.dropDatabases)
 	return e
@@ -78,9 +86,9 @@ func (e *env) dropDatabases() {
 	}
 }
 
-func (e *env) catalog(t testing.TB) *steps.Catalog {
+func (e *env) catalog(t testing.TB, tweak ...func(*steps.Deps)) *steps.Catalog {
 	t.Helper()
-	cat, err := steps.NewCatalog(steps.Deps{
+	d := steps.Deps{
 		Registry:   e.reg,
 		State:      e.db,
 		Shared:     e.db,
@@ -100,7 +108,11 @@ func (e *env) catalog(t testing.TB) *steps.Catalog {
 			InviteURL: "https://{slug}.{domain}/invite?token={token}"}, nil),
 		Purger: e.purger,
 		Log:    testLogger(t),
-	})
+	}
+	for _, fn := range tweak {
+		fn(&d)
+	}
+	cat, err := steps.NewCatalog(d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +135,12 @@ type provOpts struct {
 // start runs a new provisioner over the env, as a new process would.
 func (e *env) start(t testing.TB, o provOpts) *running {
 	t.Helper()
+	return e.startWith(t, o)
+}
+
+// startWith is start with changes to the steps' dependencies.
+func (e *env) startWith(t testing.TB, o provOpts, tweak ...func(*steps.Deps)) *running {
+	t.Helper()
 	if o.lease == 0 {
 		o.lease = 2 * time.Second
 	}
@@ -133,7 +151,7 @@ func (e *env) start(t testing.TB, o provOpts) *running {
 		o.workers = 4
 	}
 	p, err := provisioner.New(provisioner.Options{
-		Registry: e.reg, State: e.db, Catalog: e.catalog(t),
+		Registry: e.reg, State: e.db, Catalog: e.catalog(t, tweak...),
 		KnownPlan: func(p string) bool { _, ok := config.DefaultPlans()[p]; return ok },
 		Saga: saga.Options{Workers: o.workers, PollInterval: 20 * time.Millisecond, Lease: o.lease,
 			MaxAttempts: o.maxAttempts, Backoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Hook: o.hook},

@@ -192,7 +192,11 @@ func runFault(t *testing.T, e *env, model tenant.Model, slug, step, fault string
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	victim = e.start(t, provOpts{hook: hook, lease: time.Second})
+	lease := 2 * time.Second
+	if fault == "kill" {
+		lease = time.Second // what the new provisioner waits for
+	}
+	victim = e.start(t, provOpts{hook: hook, lease: lease})
 	v, _, err := victim.Create(ctx, req, "")
 	if err != nil {
 		t.Fatal(err)

@@ -174,6 +174,7 @@ func (e *Engine) work(ctx context.Context) {
 		case <-e.wake:
 		}
 		for ctx.Err() == nil {
+			sent := time.Now()
 			r, err := claim(ctx, e.db, e.o.Lease)
 			if err != nil {
 				if ctx.Err() == nil {
@@ -184,7 +185,7 @@ func (e *Engine) work(ctx context.Context) {
 			if r == nil {
 				break
 			}
-			e.drive(ctx, r)
+			e.drive(ctx, r, sent)
 		}
 		idle.Reset(e.o.PollInterval)
 	}
@@ -192,13 +193,19 @@ func (e *Engine) work(ctx context.Context) {
 
 // drive runs a claimed saga as far as it goes now: to its end, to a retry later, or until the lease
 // is lost or ctx ends.
-func (e *Engine) drive(ctx context.Context, r *row) {
+func (e *Engine) drive(ctx context.Context, r *row, claimed time.Time) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The worker acts only while it is sure to hold the lease: its context ends a third of a lease
+	// before the lease could run out (counted from when the claim or renewal was sent, which is no
+	// later than the database's clock started the lease), unless a heartbeat renews it first. So a
+	// stalled worker stops before another replica may take the saga.
+	held := time.AfterFunc(time.Until(claimed.Add(e.o.Lease*2/3)), cancel)
+	defer held.Stop()
 	var hb sync.WaitGroup
 	defer hb.Wait()
 	defer cancel()
-	hb.Go(func() { e.heartbeat(ctx, cancel, r) })
+	hb.Go(func() { e.heartbeat(ctx, cancel, held, r) })
 
 	log := e.o.Logger.With(slog.String("saga", r.id), slog.String("tenant", r.tenantID), slog.String("kind", string(r.kind)))
 	if r.phase == "started" {
@@ -233,8 +240,8 @@ func (e *Engine) drive(ctx context.Context, r *row) {
 // errStop ends drive without a complaint: the saga waits for a retry, or gave up.
 var errStop = errors.New("saga waits")
 
-func (e *Engine) heartbeat(ctx context.Context, cancel context.CancelFunc, r *row) {
-	t := time.NewTicker(e.o.Lease / 3)
+func (e *Engine) heartbeat(ctx context.Context, cancel context.CancelFunc, held *time.Timer, r *row) {
+	t := time.NewTicker(e.o.Lease / 4)
 	defer t.Stop()
 	for {
 		select {
@@ -242,13 +249,17 @@ func (e *Engine) heartbeat(ctx context.Context, cancel context.CancelFunc, r *ro
 			return
 		case <-t.C:
 		}
-		if err := extend(ctx, e.db, r, e.o.Lease); err != nil {
-			if ctx.Err() == nil {
-				e.o.Logger.Warn("saga lease not renewed; stopping", slog.String("saga", r.id), slog.Any("error", err))
-			}
-			cancel()
-			return
+		sent := time.Now()
+		err := extend(ctx, e.db, r, e.o.Lease)
+		if err == nil {
+			held.Reset(time.Until(sent.Add(e.o.Lease * 2 / 3)))
+			continue
 		}
+		if ctx.Err() == nil {
+			e.o.Logger.Warn("saga lease not renewed; stopping", slog.String("saga", r.id), slog.Any("error", err))
+		}
+		cancel()
+		return
 	}
 }
 
