@@ -167,9 +167,10 @@ func BenchmarkTenantQuery(b *testing.B) {
 // two sides of each pair on every iteration, so that load from other processes on a shared machine
 // falls on both alike. Each pair reports both times per operation and their ratio:
 //
-//	with_tenant_vs_where   WithTenant on NewPool vs explicit WHERE tenant_id = $1, no RLS, plain pool
-//	guard                  the WHERE query outside WithTenant on a guarded vs a plain pool (the guard
-//	                       resets on every release then)
+//	with_tenant_vs_where        WithTenant on NewPool vs explicit WHERE tenant_id = $1, no RLS, plain pool
+//	with_tenant_vs_where_in_tx  the same, with the WHERE query in BEGIN/COMMIT (same round trips)
+//	guard                       the WHERE query outside WithTenant on a guarded vs a plain pool (the
+//	                            guard resets on every release then)
 func BenchmarkTenantQueryInterleaved(b *testing.B) {
 	const tenants, rowsPerTenant = 100, 100
 	d := newTestDB(b)
@@ -191,6 +192,11 @@ func BenchmarkTenantQueryInterleaved(b *testing.B) {
 			return readAll(ctx, pool, "SELECT id, body FROM notes WHERE tenant_id = $1", id)
 		}
 	}
+	whereInTx := func(id string) error {
+		return pgx.BeginFunc(ctx, noRLS, func(tx pgx.Tx) error {
+			return readAll(ctx, tx, "SELECT id, body FROM notes WHERE tenant_id = $1", id)
+		})
+	}
 	withTenant := func(id string) error {
 		return tenantdb.WithTenant(ctx, app, id, func(tx pgx.Tx) error {
 			return readAll(ctx, tx, "SELECT id, body FROM notes")
@@ -202,6 +208,7 @@ func BenchmarkTenantQueryInterleaved(b *testing.B) {
 		baselineUnit, measUnit string
 	}{
 		{"with_tenant_vs_where", whereClause(noRLS), withTenant, "where_ns/op", "with_tenant_ns/op"},
+		{"with_tenant_vs_where_in_tx", whereInTx, withTenant, "where_in_tx_ns/op", "with_tenant_ns/op"},
 		{"guard", whereClause(noRLS), whereClause(noRLSGuarded), "plain_pool_ns/op", "guarded_pool_ns/op"},
 	} {
 		b.Run(pair.name, func(b *testing.B) {
