@@ -224,3 +224,31 @@ func TestBenchClientProcess(t *testing.T) {
 	}
 	fmt.Printf("BENCH-RESULT %d %d %d\n", elapsed.Nanoseconds(), p99.Nanoseconds(), failed)
 }
+
+// BenchmarkHandler measures ShouldRateLimit itself, without gRPC: the limiter's own cost per
+// decision (parse, plan, store, response), single-threaded.
+func BenchmarkHandler(b *testing.B) {
+	const id = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
+	tenants := lookup([]tenant.Tenant{{ID: id, Slug: "under", Plan: "under", Status: tenant.Active}})
+	for _, st := range []string{"memory", "redis"} {
+		for _, descs := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s/descriptors=%d", st, descs), func(b *testing.B) {
+				var store Store = NewMemoryStore()
+				if st == "redis" {
+					store = openBenchRedisStore(b)
+				}
+				l := newTestLimiter(b, store, func(c *Config) { c.Plans, c.Tenants = benchPlans(), tenants })
+				req := benchRequest(id, descs)
+				ctx := context.Background()
+				b.ReportAllocs()
+				cpu0 := processCPU()
+				for b.Loop() {
+					if _, err := l.ShouldRateLimit(ctx, req); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/float64(b.N)/1000, "us-cpu/op")
+			})
+		}
+	}
+}

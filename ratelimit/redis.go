@@ -82,13 +82,15 @@ func (r *RedisStore) Apply(ctx context.Context, _ string, counters []counter) (a
 	}
 	r.mu.Lock()
 	r.pending = append(r.pending, c)
-	start := r.flushers < maxFlushers
-	if start {
+	flusher := r.flushers < maxFlushers
+	if flusher {
 		r.flushers++
 	}
 	r.mu.Unlock()
-	if start {
-		go r.flush()
+	if flusher {
+		// This caller sends the batch holding its own call (no goroutine to start and grow a stack
+		// for), then hands what waits to a background flusher.
+		r.flush(c)
 	}
 	select {
 	case <-c.done:
@@ -109,9 +111,11 @@ func (r *RedisStore) Apply(ctx context.Context, _ string, counters []counter) (a
 	return out, nil
 }
 
-// flush sends the waiting calls, a batch at a time, until none wait. At most maxFlushers run; each
-// ends as soon as the queue is empty, and each pipeline is bounded by its callers' deadlines.
-func (r *RedisStore) flush() {
+// flush sends the waiting calls, a batch at a time. Called by a caller (own != nil), it returns once
+// the caller's call is answered or its context ends, leaving what still waits to a background
+// flusher; in the background (own == nil), it returns when none wait. At most maxFlushers run, and
+// each pipeline is bounded by its callers' deadlines.
+func (r *RedisStore) flush(own *redisCall) {
 	for {
 		r.mu.Lock()
 		n := min(len(r.pending), maxBatch)
@@ -120,11 +124,25 @@ func (r *RedisStore) flush() {
 			r.mu.Unlock()
 			return
 		}
+		if own != nil && (isDone(own.done) || own.ctx.Err() != nil) {
+			r.mu.Unlock()
+			go r.flush(nil)
+			return
+		}
 		batch := make([]*redisCall, n)
 		copy(batch, r.pending)
 		r.pending = append(r.pending[:0], r.pending[n:]...)
 		r.mu.Unlock()
 		r.send(batch)
+	}
+}
+
+func isDone(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -245,6 +263,7 @@ func OpenRedis(o RedisOptions) (redis.UniversalClient, error) {
 		}
 		opts.MaxRetries = -1
 		opts.MaxRedirects = 2
+		opts.Protocol = 2 // RESP2: no push notifications to look for before every command
 		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = o.Timeout, o.Timeout, o.Timeout, o.Timeout
 		opts.DialerRetries = 1
 		opts.ContextTimeoutEnabled = true
@@ -259,6 +278,7 @@ func OpenRedis(o RedisOptions) (redis.UniversalClient, error) {
 		return nil, fmt.Errorf("redis url: %w", err)
 	}
 	opts.MaxRetries = -1
+	opts.Protocol = 2 // RESP2: no push notifications to look for before every command
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = o.Timeout, o.Timeout, o.Timeout, o.Timeout
 	opts.DialerRetries = 1
 	opts.ContextTimeoutEnabled = true
