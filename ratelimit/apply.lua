@@ -3,6 +3,8 @@
 -- ARGV, five per counter: sub-window ms (g), window ms (W), limit, hits, TTL ms (W+g).
 -- Reply: {now_ms, admitted (1|0), used_1, oldest_1, used_2, oldest_2, ...}; used is before this
 -- request's hits, oldest is the oldest counted non-empty sub-window or -1.
+-- Redis 3.2-4 replicate a script that reads TIME by its effects only when asked; later versions always do.
+if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = #KEYS
