@@ -49,9 +49,13 @@ func (b *breaker) success() {
 	}
 }
 
-func (b *breaker) failure() {
-	if b.consec.Add(1) >= b.failures || b.openUntil.Load() != 0 {
+// failure counts a failed call; it reports whether the breaker just opened.
+func (b *breaker) failure() (opened bool) {
+	wasOpen := b.openUntil.Load() != 0
+	if b.consec.Add(1) >= b.failures || wasOpen {
 		b.openUntil.Store(b.now().Add(b.cooldown).UnixNano())
+		opened = !wasOpen
 	}
 	b.probing.Store(false)
+	return opened
 }

@@ -235,8 +235,12 @@ func (l *Limiter) decide(ctx context.Context, q *query) (decision, error) {
 			l.breaker.probing.Store(false)
 			return decision{}, ctx.Err()
 		}
-		l.breaker.failure()
-		l.log.Debug("rate-limit store failed", slog.Any("error", err))
+		if l.breaker.failure() {
+			l.log.Warn("rate-limit store failing: deciding by each plan's failure mode until it answers",
+				slog.Any("error", err), slog.Duration("cooldown", l.breaker.cooldown))
+		} else {
+			l.log.Debug("rate-limit store failed", slog.Any("error", err))
+		}
 		return l.failureMode(q), nil
 	}
 	l.breaker.success()

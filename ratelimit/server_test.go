@@ -306,3 +306,23 @@ func (failingStore) PurgeTenant(context.Context, string) error { return errStore
 func (failingStore) Ping(context.Context) error                { return errStoreDown }
 
 var errStoreDown = net.ErrClosed
+
+func TestBreaker_OpensAfterConsecutiveFailuresAndLetsOneProbeThrough(t *testing.T) {
+	now := time.Unix(1000, 0)
+	b := newBreaker(3, 100*time.Millisecond)
+	b.now = func() time.Time { return now }
+	if b.failure() || b.failure() || !b.allow() {
+		t.Fatal("opened before 3 consecutive failures")
+	}
+	if !b.failure() || b.allow() {
+		t.Fatal("did not open on the third failure")
+	}
+	now = now.Add(101 * time.Millisecond)
+	if !b.allow() || b.allow() {
+		t.Fatal("after the cooldown, want exactly one probe")
+	}
+	b.success()
+	if !b.allow() || !b.allow() || b.isOpen() {
+		t.Fatal("a successful probe did not close the breaker")
+	}
+}
