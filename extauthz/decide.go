@@ -24,7 +24,7 @@ const (
 // decide picks the tenant a verified token acts for, from the current snapshot, and checks that it
 // may use this route. Every binding is checked before the status, so a denial says nothing about a
 // tenant the caller may not name; every failure except suspension is the same tenant_denied.
-func decide(tenants Tenants, c *Claims, host, baseDomain string, ext map[string]string) (*tenant.Tenant, Reason) {
+func decide(tenants Tenants, registryUp func() bool, c *Claims, host, baseDomain string, ext map[string]string) (*tenant.Tenant, Reason) {
 	if !tenants.IsReady() {
 		return nil, ReasonTenantsUnavailable
 	}
@@ -38,6 +38,9 @@ func decide(tenants Tenants, c *Claims, host, baseDomain string, ext map[string]
 		t, ok = snap.BySlug(c.Tenant)
 	} else {
 		t, ok = snap.ByID(c.Tenant)
+	}
+	if !ok && registryUp != nil && !registryUp() {
+		return nil, ReasonTenantsUnavailable
 	}
 	if !ok || !c.MayName(t) || !hostAllows(host, baseDomain, t.Slug) {
 		return nil, ReasonTenantDenied

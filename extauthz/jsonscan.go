@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"unicode/utf8"
 )
 
 // maxMembers bounds the members of a token header or payload.
@@ -23,7 +24,9 @@ var (
 // matches struct fields case-insensitively), and any name that case-folds to one of strict without
 // being it exactly. Names are compared after unescaping, so "\u0069ss" is "iss".
 func scanObject(data []byte, strict []string, fn func(name string, raw json.RawMessage) error) error {
-	if !json.Valid(data) {
+	// RFC 8725 section 3.7: UTF-8 only. encoding/json would turn invalid bytes into U+FFFD and
+	// could merge two distinct names into one.
+	if !utf8.Valid(data) || !json.Valid(data) {
 		return errInvalid
 	}
 	i := skipSpace(data, 0)

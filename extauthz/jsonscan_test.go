@@ -25,6 +25,7 @@ func TestScanObject_RejectsAmbiguity(t *testing.T) {
 		{"array", `["iss"]`, errNotObject},
 		{"trailing data", `{"iss":"a"}{}`, errInvalid},
 		{"not JSON", `{iss:"a"}`, errInvalid},
+		{"invalid UTF-8 names that decode alike", "{\"\xff\":1,\"\xfe\":2}", errInvalid},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -208,6 +208,20 @@ func TestCheck_FailsClosedBeforeTenantsLoad(t *testing.T) {
 	assertDenied(t, check(t, s, checkReq("x", bearer(tok), nil)), http.StatusServiceUnavailable, tok)
 }
 
+// TestCheck_FailsClosedForUnknownTenantWhileRegistryIsDown: a tenant missing from the snapshot may
+// be one the registry created while unreachable: 503, not 403. Known tenants keep working.
+func TestCheck_FailsClosedForUnknownTenantWhileRegistryIsDown(t *testing.T) {
+	a := newEdSigner(t, "key-a")
+	js := newJWKSServer(t, jwksOf(t, a))
+	s := startServer(t, authzConfig(issuerFor(js, mainIss)), allTenants(), js.Client(), WithRegistryHealth(func() bool { return false }))
+	waitReady(t, s)
+	tok := a.sign(t, nil, claimsFor(mainIss, never))
+	assertDenied(t, check(t, s, checkReq("x", bearer(tok), nil)), http.StatusServiceUnavailable, tok)
+	assertAllowed(t, check(t, s, checkReq("x", bearer(freshToken(t, a, mainIss)), nil)), acme, "user-1")
+	tok = a.sign(t, nil, claimsFor(mainIss, frozen.ID))
+	assertDenied(t, check(t, s, checkReq("x", bearer(tok), nil)), http.StatusForbidden, tok)
+}
+
 // TestCheck_SuspensionTakesEffectAtOnce: a cached token of a tenant that is then suspended is
 // denied as soon as the snapshot has the change; tenant status is never cached.
 func TestCheck_SuspensionTakesEffectAtOnce(t *testing.T) {

@@ -21,6 +21,7 @@ type Server struct {
 	baseDomain string
 	rules      credentialRules
 	removeCred []string // headers removed on allow when remove_authorization is set
+	registryUp func() bool
 	metrics    *metrics
 	log        *slog.Logger
 }
@@ -42,8 +43,9 @@ func NewServer(cfg config.Authz, baseDomain string, tenants Tenants, opts ...Opt
 			cookie:   cfg.Cookie,
 			header:   strings.ToLower(cfg.Header),
 		},
-		metrics: m,
-		log:     o.log,
+		metrics:    m,
+		log:        o.log,
+		registryUp: o.registryUp,
 	}
 	if cfg.RemoveAuthorization {
 		s.removeCred = append(s.removeCred, "authorization")
@@ -75,7 +77,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if err != nil {
 		return s.deny(ctx, err), nil
 	}
-	t, reason := decide(s.tenants, &claims, httpReq.GetHost(), s.baseDomain, req.GetAttributes().GetContextExtensions())
+	t, reason := decide(s.tenants, s.registryUp, &claims, httpReq.GetHost(), s.baseDomain, req.GetAttributes().GetContextExtensions())
 	if reason != ReasonOK {
 		return s.deny(ctx, fail(reason, nil)), nil
 	}

@@ -69,10 +69,11 @@ type verifierIssuer struct {
 type Option func(*options)
 
 type options struct {
-	client   *http.Client
-	log      *slog.Logger
-	registry prometheus.Registerer
-	now      func() time.Time
+	registryUp func() bool
+	client     *http.Client
+	log        *slog.Logger
+	registry   prometheus.Registerer
+	now        func() time.Time
 }
 
 // WithHTTPClient sets the client that fetches JWKS and discovery documents (default: a client
@@ -84,6 +85,10 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // WithRegisterer registers the metrics with r.
 func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.registry = r } }
+
+// WithRegistryHealth tells Check whether the tenant registry is reachable. While it is not, a
+// tenant missing from the snapshot fails closed with 503 instead of 403: it may be newly created.
+func WithRegistryHealth(up func() bool) Option { return func(o *options) { o.registryUp = up } }
 
 // WithClock sets the clock (tests).
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
