@@ -43,7 +43,7 @@ func setupAuthz(_ context.Context, a *app) error {
 	return nil
 }
 
-// probeRegistry keeps up current with whether the registry answers, until ctx ends.
+// probeRegistry records in up whether the registry answers, until ctx ends.
 func probeRegistry(ctx context.Context, a *app, up *atomic.Bool) error {
 	tick := time.NewTicker(registryProbeEvery)
 	defer tick.Stop()
