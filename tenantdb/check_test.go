@@ -12,6 +12,7 @@ import (
 // TestCheckRLS_FindsUnprotectedTablesAndPassesProtectedOnes builds one table per way of getting
 // protection wrong, next to protected ones, and checks the checker names exactly the wrong ones.
 func TestCheckRLS_FindsUnprotectedTablesAndPassesProtectedOnes(t *testing.T) {
+	t.Parallel()
 	d := newTestDB(t) // notes: protected by tenantdb.Protect
 	ctx := testContext(t)
 	owner := connect(t, d.ownerURL)

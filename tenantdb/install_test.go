@@ -16,6 +16,7 @@ import (
 // TestInstall_IsIdempotentAndSafeConcurrently runs Install and Protect again, several at once, on a
 // database that already has them, and checks the table is still protected and usable.
 func TestInstall_IsIdempotentAndSafeConcurrently(t *testing.T) {
+	t.Parallel()
 	d := newTestDB(t) // installed and protected once already
 	ctx := testContext(t)
 	var wg sync.WaitGroup
@@ -71,6 +72,7 @@ func TestInstall_IsIdempotentAndSafeConcurrently(t *testing.T) {
 // TestSetTenant_ScopesOnlyTheTransaction uses the SQL entry point that clients in other languages
 // use, tenantdb.set_tenant, as the application role.
 func TestSetTenant_ScopesOnlyTheTransaction(t *testing.T) {
+	t.Parallel()
 	d := newTestDB(t)
 	mine, other := tenantIDs(2)[0], tenantIDs(1)[0]
 	d.seed(t, []string{mine, other}, 2)
@@ -115,6 +117,7 @@ func TestSetTenant_ScopesOnlyTheTransaction(t *testing.T) {
 
 // TestProtect_RefusesTablesWithoutAUUIDTenantID: Protect needs a tenant_id uuid column to compare.
 func TestProtect_RefusesTablesWithoutAUUIDTenantID(t *testing.T) {
+	t.Parallel()
 	d := newTestDB(t)
 	ctx := testContext(t)
 	owner := connect(t, d.ownerURL)
@@ -139,6 +142,7 @@ func TestProtect_RefusesTablesWithoutAUUIDTenantID(t *testing.T) {
 // TestProtect_CoversPartitionsQueriedDirectly: a parent's policy does not apply to a query that
 // names a partition, so Protect protects the partitions too.
 func TestProtect_CoversPartitionsQueriedDirectly(t *testing.T) {
+	t.Parallel()
 	d := newTestDB(t)
 	ctx := testContext(t)
 	owner := connect(t, d.ownerURL)
@@ -179,6 +183,7 @@ func TestProtect_CoversPartitionsQueriedDirectly(t *testing.T) {
 // TestEnsureAppRole_RefusesRolesThatCouldReadAcrossTenants checks the role EnsureAppRole makes and
 // the existing roles it refuses.
 func TestEnsureAppRole_RefusesRolesThatCouldReadAcrossTenants(t *testing.T) {
+	t.Parallel()
 	d := newTestDB(t)
 	ctx := testContext(t)
 	admin := connect(t, d.adminURL)
@@ -225,6 +230,7 @@ func TestEnsureAppRole_RefusesRolesThatCouldReadAcrossTenants(t *testing.T) {
 // TestWithTenant_EndsTheTransaction checks commit, rollback on error and on panic, refused tenant
 // ids and transaction options.
 func TestWithTenant_EndsTheTransaction(t *testing.T) {
+	t.Parallel()
 	d := newTestDB(t)
 	pool := d.appPool(t)
 	tenant := tenantIDs(1)[0]
@@ -318,6 +324,7 @@ func adminCount(t testing.TB, d *testDB) int {
 // TestCurrentTenant_WorksAsColumnDefault: with DEFAULT tenantdb.current_tenant() the application
 // need not pass the tenant id on insert, and with no tenant set the insert is refused.
 func TestCurrentTenant_WorksAsColumnDefault(t *testing.T) {
+	t.Parallel()
 	d := newTestDB(t)
 	ctx := testContext(t)
 	mustExec(t, connect(t, d.ownerURL), "ALTER TABLE notes ALTER COLUMN tenant_id SET DEFAULT tenantdb.current_tenant()")

@@ -43,6 +43,7 @@ func countNotes(t testing.TB, q tenantdb.Querier) int {
 // along the way tenants also commit the classic bug (a session-level SET) and run queries with no
 // tenant at all, which must see nothing.
 func TestWithTenant_ConcurrentTenantsNeverSeeEachOther(t *testing.T) {
+	t.Parallel()
 	const tenants, opsPerTenant = 50, 200 // 10,000 operations
 	d := newTestDB(t)
 	reg := prometheus.NewRegistry()
@@ -181,6 +182,7 @@ func resets(t testing.TB, reg *prometheus.Registry, outcome string) float64 {
 // pool of one connection, then checks what the next request on that same connection sees. The
 // plain pgxpool runs are the control: they show the leak the guarded pool prevents.
 func TestPool_SessionLevelTenantDoesNotLeakToNextRequest(t *testing.T) {
+	t.Parallel()
 	d := newTestDB(t)
 	victim, leaker := tenantIDs(2)[0], tenantIDs(1)[0]
 	d.seed(t, []string{victim, leaker}, 3)
@@ -312,6 +314,7 @@ func backendPID(t testing.TB, q poolLike) uint32 {
 // TestNoTenant_ReturnsZeroRows queries with no tenant set on a fresh connection (app.tenant_id
 // undefined, NULL) and on one reused after a tenant's transaction (app.tenant_id is ” then).
 func TestNoTenant_ReturnsZeroRows(t *testing.T) {
+	t.Parallel()
 	d := newTestDB(t)
 	tenant := tenantIDs(1)[0]
 	d.seed(t, []string{tenant}, 5)
@@ -374,6 +377,7 @@ func pgCode(err error) string {
 // TestOwner_IsBoundByTheTenantPolicy connects as the (non-superuser) owner of the table: forced
 // row-level security binds it like the application role.
 func TestOwner_IsBoundByTheTenantPolicy(t *testing.T) {
+	t.Parallel()
 	d := newTestDB(t)
 	mine, other := tenantIDs(2)[0], tenantIDs(1)[0]
 	d.seed(t, []string{mine, other}, 4)
@@ -423,6 +427,7 @@ func TestOwner_IsBoundByTheTenantPolicy(t *testing.T) {
 // TestWithTenant_WritesForAnotherTenantAreRefused tries, as one tenant, to write rows that belong to
 // another.
 func TestWithTenant_WritesForAnotherTenantAreRefused(t *testing.T) {
+	t.Parallel()
 	d := newTestDB(t)
 	mine, other := tenantIDs(2)[0], tenantIDs(1)[0]
 	d.seed(t, []string{mine, other}, 2)
@@ -474,6 +479,7 @@ func TestWithTenant_WritesForAnotherTenantAreRefused(t *testing.T) {
 // TestPool_ClearsARoleDefaultTenant: a tenant set as the role's default (ALTER ROLE ... SET) would
 // be on every new connection; the guard clears it when the connection is made.
 func TestPool_ClearsARoleDefaultTenant(t *testing.T) {
+	t.Parallel()
 	d := newTestDB(t)
 	tenant := tenantIDs(1)[0]
 	d.seed(t, []string{tenant}, 2)

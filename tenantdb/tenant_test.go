@@ -9,6 +9,7 @@ import (
 )
 
 func TestParseTenantID_AcceptsUUIDsInCanonicalFormOnly(t *testing.T) {
+	t.Parallel()
 	const id = "3f2c1d9e-8b7a-4c6d-9e5f-1a2b3c4d5e6f"
 	tests := []struct {
 		in, want string // want "" means refused
