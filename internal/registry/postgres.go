@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -331,7 +330,7 @@ func scanTenant(row pgx.Row, t *tenant.Tenant) error {
 		return err
 	}
 	if len(endpoints) > 0 {
-		if err := json.Unmarshal(endpoints, &t.Upstream.Endpoints); err != nil {
+		if t.Upstream.Endpoints, err = decodeEndpoints(endpoints); err != nil {
 			return fmt.Errorf("tenant %s: upstream endpoints: %w", t.ID, err)
 		}
 	}
