@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,6 +82,22 @@ func TestVerifier_StandaloneForAdminTokens(t *testing.T) {
 	now := time.Now()
 	admin := ed.sign(t, nil, map[string]any{"iss": mainIss, "aud": "tenantgate-admin", "sub": "ops@example.com",
 		"scope": "tenants:read tenants:write", "iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix()})
+	for _, tc := range []struct {
+		lines []string
+		want  Reason
+	}{
+		{[]string{"Bearer " + admin}, ReasonOK},
+		{[]string{"bearer  " + admin}, ReasonOK},
+		{nil, ReasonMissingCredential},
+		{[]string{"Bearer " + admin, "Bearer " + admin}, ReasonMultipleCredentials},
+		{[]string{"Basic YTpi"}, ReasonMalformedToken},
+		{[]string{"Bearer " + strings.Repeat("a", 9000)}, ReasonTokenTooLarge},
+	} {
+		tok, err := v.BearerToken(tc.lines)
+		if ReasonOf(err) != tc.want || (err == nil && tok != admin) {
+			t.Fatalf("BearerToken(%.20q) = %v, want %s", tc.lines, err, tc.want)
+		}
+	}
 	c, err := v.Verify(ctx, admin)
 	if err != nil {
 		t.Fatal(err)

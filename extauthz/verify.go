@@ -460,3 +460,19 @@ func reasonOfJWT(err error) Reason {
 	}
 	return ReasonMalformedToken
 }
+
+// BearerToken returns the one bearer token among the Authorization header lines of an HTTP
+// request (http.Header.Values("Authorization")), by the same rules as Check: scheme
+// case-insensitive, size cap before parsing, more than one credential denied.
+func (v *Verifier) BearerToken(authorization []string) (string, error) {
+	rules := credentialRules{maxBytes: v.maxBytes}
+	var r request
+	for _, line := range authorization {
+		rules.collect(&r, "authorization", line)
+	}
+	tok, err := rules.token(&r)
+	if err != nil {
+		return "", err
+	}
+	return tok, nil
+}
