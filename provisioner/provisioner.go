@@ -266,14 +266,9 @@ func (p *Provisioner) Get(ctx context.Context, id string) (View, error) {
 	if tenant.CheckID(id) != nil {
 		return View{}, ErrNotFound
 	}
-	t, err := p.reg.Get(ctx, id)
-	if errors.Is(err, registry.ErrNotFound) {
-		return View{}, ErrNotFound
-	}
-	if err != nil {
-		return View{}, fmt.Errorf("registry: %w", err)
-	}
-	v := View{Tenant: t}
+	// The saga first: its steps write the registry before the saga records them, so a saga read as
+	// finished is never shown with the tenant as it was before its last step.
+	var v View
 	st, err := p.engine.Latest(ctx, id)
 	switch {
 	case err == nil:
@@ -281,6 +276,14 @@ func (p *Provisioner) Get(ctx context.Context, id string) (View, error) {
 	case !errors.Is(err, saga.ErrNotFound):
 		return View{}, err
 	}
+	t, err := p.reg.Get(ctx, id)
+	if errors.Is(err, registry.ErrNotFound) {
+		return View{}, ErrNotFound
+	}
+	if err != nil {
+		return View{}, fmt.Errorf("registry: %w", err)
+	}
+	v.Tenant = t
 	return v, nil
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,8 +59,8 @@ func sameInventory(got, want inventory) bool {
 }
 
 func TestCreate_EachModelMakesExactlyWhatItShouldAndMailsOnce(t *testing.T) {
-	for _, model := range tenant.Models {
-		t.Run(string(model), func(t *testing.T) {
+	eachModel(t, func(t *testing.T, model tenant.Model) {
+		{
 			e := newEnv(t)
 			p := e.start(t, provOpts{})
 			ctx := context.Background()
@@ -113,8 +115,20 @@ func TestCreate_EachModelMakesExactlyWhatItShouldAndMailsOnce(t *testing.T) {
 			if _, _, err := p.Create(ctx, req, ""); !errors.Is(err, provisioner.ErrConflict) {
 				t.Errorf("creating a tenant with a deleted tenant's slug: %v, want a conflict", err)
 			}
+		}
+	})
+}
+
+// eachModel runs fn for every tenancy model at once, each in its own subtest. The subtests mostly
+// wait (on Postgres, leases, polling), so they run side by side whatever -parallel says.
+func eachModel(t *testing.T, fn func(t *testing.T, model tenant.Model)) {
+	var wg sync.WaitGroup
+	for _, model := range tenant.Models {
+		wg.Go(func() {
+			t.Run(string(model), func(t *testing.T) { fn(t, model) })
 		})
 	}
+	wg.Wait()
 }
 
 // ownerWithToken counts the owner rows whose invitation hash is hash.
@@ -154,20 +168,17 @@ var createSteps = []string{steps.RegistryProvisioning, steps.Database, steps.Mig
 // crash (the process dies right after the step's work, before it is recorded, and a new provisioner
 // takes over). Each run ends active with everything made or failed with nothing left.
 func TestFaults_EveryStepFailingOrKilledEndsWholeOrEmpty(t *testing.T) {
-	for _, model := range tenant.Models {
-		t.Run(string(model), func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t)
-			for i, step := range createSteps {
-				for _, fault := range []string{"fail", "kill"} {
-					slug := fmt.Sprintf("f%d-%s-%s", i, fault, model)
-					t.Run(step+"/"+fault, func(t *testing.T) {
-						runFault(t, e, model, slug, step, fault)
-					})
-				}
+	eachModel(t, func(t *testing.T, model tenant.Model) {
+		e := newEnv(t)
+		for i, step := range createSteps {
+			for _, fault := range []string{"fail", "kill"} {
+				slug := fmt.Sprintf("f%d-%s-%s", i, fault, model)
+				t.Run(step+"/"+fault, func(t *testing.T) {
+					runFault(t, e, model, slug, step, fault)
+				})
 			}
-		})
-	}
+		}
+	})
 }
 
 func runFault(t *testing.T, e *env, model tenant.Model, slug, step, fault string) {
@@ -226,7 +237,9 @@ func runFault(t *testing.T, e *env, model tenant.Model, slug, step, fault string
 			t.Errorf("last error %q does not name the step", v.Tenant.LastError)
 		}
 	default:
-		t.Fatalf("ended %s (saga %+v)", v.Tenant.Status, v.Saga)
+		rows, _ := e.db.Query(ctx, `SELECT step || ' ' || action || ' ' || event || ' ' || attempt || ' ' || to_char(at, 'SS.MS') FROM `+saga.Schema+`.saga_events WHERE saga_id = $1 ORDER BY id`, v.Saga.ID)
+		journal, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+		t.Fatalf("ended %s (saga %+v)\njournal:\n%s", v.Tenant.Status, v.Saga, strings.Join(journal, "\n"))
 	}
 	// What must happen: a failing compensable step fails the tenant; a crash is resumed to the end;
 	// a failing email (after the tenant is active) leaves it active.
