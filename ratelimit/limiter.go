@@ -206,8 +206,6 @@ type decision struct {
 	Admitted bool
 	NowMS    int64
 	States   []state // per counter; from the store, or as known to the cache
-	// FailedClosed: with Outcome fromFailureMode, whether some plan denies.
-	FailedClosed bool
 }
 
 // decide runs the counters of one request through the cache, the breaker and the store.
@@ -290,7 +288,7 @@ func (l *Limiter) fromCache(q *query, nowMS int64) (decision, bool) {
 
 // failureMode decides a request the store could not: allowed if the tenant's plan fails open.
 func (l *Limiter) failureMode(q *query) decision {
-	d := decision{Outcome: fromFailureMode, Admitted: q.Plan.FailOpen, FailedClosed: !q.Plan.FailOpen}
+	d := decision{Outcome: fromFailureMode, Admitted: q.Plan.FailOpen}
 	if d.Admitted {
 		l.metrics.failOpen.Inc()
 		l.metrics.okFailOpen.Inc()
