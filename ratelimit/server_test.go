@@ -311,18 +311,26 @@ func TestBreaker_OpensAfterConsecutiveFailuresAndLetsOneProbeThrough(t *testing.
 	now := time.Unix(1000, 0)
 	b := newBreaker(3, 100*time.Millisecond)
 	b.now = func() time.Time { return now }
-	if b.failure() || b.failure() || !b.allow() {
-		t.Fatal("opened before 3 consecutive failures")
+	for i := range 2 {
+		if b.failure() {
+			t.Fatalf("opened on failure %d of 3", i+1)
+		}
+	}
+	if !b.allow() {
+		t.Fatal("open before 3 consecutive failures")
 	}
 	if !b.failure() || b.allow() {
 		t.Fatal("did not open on the third failure")
 	}
 	now = now.Add(101 * time.Millisecond)
-	if !b.allow() || b.allow() {
-		t.Fatal("after the cooldown, want exactly one probe")
+	probe := b.allow()
+	if second := b.allow(); !probe || second {
+		t.Fatalf("after the cooldown allow() gave %v then %v, want exactly one probe", probe, second)
 	}
 	b.success()
-	if !b.allow() || !b.allow() || b.isOpen() {
-		t.Fatal("a successful probe did not close the breaker")
+	for range 2 {
+		if !b.allow() || b.isOpen() {
+			t.Fatal("a successful probe did not close the breaker")
+		}
 	}
 }
