@@ -127,12 +127,13 @@ func OpenPostgres(ctx context.Context, databaseURL string, opts ...PostgresOptio
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "tenantgate-registry"
 	}
-	metrics, err := newPostgresMetrics(o.registerer)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres registry: %w", err)
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	metrics, err := newPostgresMetrics(o.registerer)
 	if err != nil {
+		pool.Close()
 		return nil, fmt.Errorf("open postgres registry: %w", err)
 	}
 	p := &Postgres{pool: pool, opts: o, metrics: metrics}
