@@ -111,7 +111,7 @@ func TestPostgres_WatchReconnectsAfterItsBackendIsKilledAndMissesNothing(t *test
 	// A long first backoff keeps the watcher down while the test writes; a long poll interval keeps
 	// the safety poll from hiding a broken resync.
 	pg, url := newPostgres(t, registry.WithRegisterer(metrics),
-		registry.WithReconnectBackoff(time.Second, 2*time.Second), registry.WithPollInterval(time.Hour))
+		registry.WithReconnectBackoff(2*time.Second, 4*time.Second), registry.WithPollInterval(time.Hour))
 	existing := []tenant.Tenant{create(t, pg, "old-one"), create(t, pg, "old-two")}
 	ch := startWatch(t, pg, pg)
 
