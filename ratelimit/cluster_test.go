@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,16 +36,16 @@ func TestRedisCluster_OneRequestsKeysShareASlot(t *testing.T) {
 	}
 	ctx := context.Background()
 	count := func(pattern string) int {
-		n := 0
+		var n atomic.Int64 // ForEachMaster runs the masters concurrently
 		err := client.(*redis.ClusterClient).ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
 			keys, err := c.Keys(ctx, pattern).Result()
-			n += len(keys)
+			n.Add(int64(len(keys)))
 			return err
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return n
+		return int(n.Load())
 	}
 	if n := count("tgtest:{" + acmeID + "}*"); n != 3 {
 		t.Fatalf("%d keys of the tenant, want 3", n)
