@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/tenantgate/tenantgate/internal/tenant"
 	"github.com/tenantgate/tenantgate/ratelimit"
 )
@@ -18,6 +20,9 @@ func setupRateLimit(_ context.Context, a *app) error {
 	rc := a.cfg.RateLimit
 	var store ratelimit.Store
 	if a.cfg.RedisURL != "" {
+		// go-redis logs each failed dial on its own; route that through slog at debug level (the
+		// limiter logs the outage once, at warn).
+		redis.SetLogger(redisLogger{log})
 		client, err := ratelimit.OpenRedis(ratelimit.RedisOptions{
 			URL:          a.cfg.RedisURL.Value(),
 			Cluster:      rc.Redis.Cluster,
@@ -61,4 +66,11 @@ func setupRateLimit(_ context.Context, a *app) error {
 		a.addReadyCheck("ratelimit redis", lim.Ping)
 	}
 	return nil
+}
+
+// redisLogger adapts slog to go-redis's internal logger.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
 }
