@@ -267,33 +267,47 @@ func (e *Engine) runOf(r *row, attempt int) *Run {
 	return &Run{SagaID: r.id, Kind: r.kind, Spec: r.spec, Attempt: attempt, LastError: r.lastError, made: cloneMade(r.made)}
 }
 
-// forward runs the do of the current step, written before and after.
+// forward runs the do of the current step, written before and after. The write after one step is
+// also the write before the next, when there is one.
 func (e *Engine) forward(ctx context.Context, r *row, log *slog.Logger) error {
 	name := r.steps[r.step]
 	step, ok := e.cat.Step(name)
 	if !ok {
 		return fmt.Errorf("unknown step %q", name)
 	}
-	attempt := r.attempt + 1
-	if err := write(ctx, e.db, r, change{state: Running, step: r.step, phase: "started", attempt: attempt,
-		made: r.made, lastError: r.lastError, event: eventRow{step: name, action: DoAction, event: "started"}}); err != nil {
-		return err
+	attempt := r.attempt
+	if !r.started {
+		attempt++
+		if err := write(ctx, e.db, r, change{state: Running, step: r.step, phase: "started", attempt: attempt,
+			made: r.made, lastError: r.lastError, events: []eventRow{{step: name, action: DoAction, event: "started", attempt: attempt}}}); err != nil {
+			return err
+		}
 	}
+	r.started = false
 	run := e.runOf(r, attempt)
 	err := e.act(ctx, r, run, step, DoAction, attempt)
 	if ctx.Err() != nil {
 		return ctx.Err() // killed or lease lost: leave the saga as it is for whoever resumes it
 	}
 	if err == nil {
-		return write(ctx, e.db, r, change{state: Running, step: r.step + 1, phase: "ready", made: run.made,
-			event: eventRow{step: name, action: DoAction, event: "done"}})
+		done := eventRow{step: name, action: DoAction, event: "done", attempt: attempt}
+		next := r.step + 1
+		if next >= len(r.steps) {
+			return write(ctx, e.db, r, change{state: Running, step: next, phase: "ready", made: run.made, events: []eventRow{done}})
+		}
+		if err := write(ctx, e.db, r, change{state: Running, step: next, phase: "started", attempt: 1, made: run.made,
+			events: []eventRow{done, {step: r.steps[next], action: DoAction, event: "started", attempt: 1}}}); err != nil {
+			return err
+		}
+		r.started = true
+		return nil
 	}
 	msg := fmt.Sprintf("%s: %v", name, err)
 	log.Warn("saga step failed", slog.String("step", name), slog.Int("attempt", attempt), slog.Any("error", err))
-	failed := eventRow{step: name, action: DoAction, event: "failed", err: msg}
+	failed := []eventRow{{step: name, action: DoAction, event: "failed", attempt: attempt, err: msg}}
 	if attempt < e.o.MaxAttempts {
 		if err := write(ctx, e.db, r, change{state: Running, step: r.step, phase: "ready", attempt: attempt, made: run.made,
-			lastError: msg, retryIn: e.backoff(attempt), release: true, event: failed}); err != nil {
+			lastError: msg, retryIn: e.backoff(attempt), release: true, events: failed}); err != nil {
 			return err
 		}
 		return errStop
@@ -301,13 +315,13 @@ func (e *Engine) forward(ctx context.Context, r *row, log *slog.Logger) error {
 	if r.step < r.pivot {
 		log.Warn("saga compensating", slog.String("step", name))
 		return write(ctx, e.db, r, change{state: Compensating, step: r.step, phase: "ready", made: run.made,
-			lastError: msg, event: failed})
+			lastError: msg, events: failed})
 	}
 	if gerr := e.cat.GaveUp(ctx, run, name, err); gerr != nil {
 		return fmt.Errorf("give up: %w", gerr)
 	}
 	if err := write(ctx, e.db, r, change{state: Failed, step: r.step, phase: "ready", attempt: attempt, made: run.made,
-		lastError: msg, release: true, event: failed}); err != nil {
+		lastError: msg, release: true, events: failed}); err != nil {
 		return err
 	}
 	e.m.finished.WithLabelValues(string(r.kind), string(Failed)).Inc()
@@ -325,7 +339,7 @@ func (e *Engine) backward(ctx context.Context, r *row, log *slog.Logger) error {
 	}
 	attempt := r.attempt + 1
 	if err := write(ctx, e.db, r, change{state: Compensating, step: r.step, phase: "started", attempt: attempt,
-		made: r.made, lastError: r.lastError, event: eventRow{step: name, action: UndoAction, event: "started"}}); err != nil {
+		made: r.made, lastError: r.lastError, events: []eventRow{{step: name, action: UndoAction, event: "started", attempt: attempt}}}); err != nil {
 		return err
 	}
 	run := e.runOf(r, attempt)
@@ -336,12 +350,12 @@ func (e *Engine) backward(ctx context.Context, r *row, log *slog.Logger) error {
 	if err == nil {
 		run.Forget(name)
 		return write(ctx, e.db, r, change{state: Compensating, step: r.step - 1, phase: "ready", made: run.made,
-			lastError: r.lastError, event: eventRow{step: name, action: UndoAction, event: "done"}})
+			lastError: r.lastError, events: []eventRow{{step: name, action: UndoAction, event: "done", attempt: attempt}}})
 	}
 	log.Warn("saga undo failed; will retry", slog.String("step", name), slog.Int("attempt", attempt), slog.Any("error", err))
 	if err := write(ctx, e.db, r, change{state: Compensating, step: r.step, phase: "ready", attempt: attempt, made: run.made,
 		lastError: r.lastError, retryIn: e.backoff(attempt), release: true,
-		event: eventRow{step: name, action: UndoAction, event: "failed", err: fmt.Sprintf("%s: %v", name, err)}}); err != nil {
+		events: []eventRow{{step: name, action: UndoAction, event: "failed", attempt: attempt, err: fmt.Sprintf("%s: %v", name, err)}}}); err != nil {
 		return err
 	}
 	return errStop

@@ -58,6 +58,9 @@ type row struct {
 	made         map[string]json.RawMessage
 	lastError    string
 	lease        string
+	// started: this worker has written the current step as started already (with the end of the
+	// step before), so its do runs without another write first.
+	started bool
 }
 
 const sagaColumns = `id::text, tenant_id::text, kind, state, steps, pivot, step, phase, attempt, spec, made, last_error`
@@ -130,7 +133,7 @@ func extend(ctx context.Context, db Execer, r *row, lease time.Duration) error {
 	return nil
 }
 
-// change is one write of a saga's progress, with the journal event that goes with it.
+// change is one write of a saga's progress, with the journal events that go with it.
 type change struct {
 	state     State
 	step      int
@@ -138,54 +141,56 @@ type change struct {
 	attempt   int
 	made      map[string]json.RawMessage
 	lastError string
-	retryIn   time.Duration // >0: release the lease and run again after this long
+	retryIn   time.Duration // >0: run again after this long (with release)
 	release   bool          // release the lease (final states, retries)
 
-	event eventRow
+	events []eventRow
 }
 
 type eventRow struct {
-	step   string
-	action Action
-	event  string
-	err    string
+	step    string
+	action  Action
+	event   string
+	attempt int
+	err     string
 }
 
-// write stores ch if this worker still holds the lease, in one transaction with its journal event.
-func write(ctx context.Context, db interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
-}, r *row, ch change) error {
+// write stores ch if this worker still holds the lease, with its journal events, in one statement
+// (one round trip, one transaction): the events are inserted only if the saga row was updated.
+func write(ctx context.Context, db Execer, r *row, ch change) error {
 	made, err := json.Marshal(ch.made)
 	if err != nil {
 		return err
 	}
-	tx, err := db.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("write saga: %w", err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	tag, err := tx.Exec(ctx, `UPDATE `+Schema+`.sagas SET state = $3, step = $4, phase = $5, attempt = $6,
+	const update = `UPDATE ` + Schema + `.sagas SET state = $3, step = $4, phase = $5, attempt = $6,
 			made = $7, last_error = $8, updated_at = now(),
 			next_run_at = now() + make_interval(secs => $9),
 			lease_token = CASE WHEN $10 THEN NULL ELSE lease_token END,
 			lease_until = CASE WHEN $10 THEN NULL ELSE lease_until END
-		WHERE id = $1 AND lease_token = $2`,
-		r.id, r.lease, ch.state, ch.step, ch.phase, ch.attempt, made, ch.lastError,
-		ch.retryIn.Seconds(), ch.release)
+		WHERE id = $1 AND lease_token = $2`
+	args := []any{r.id, r.lease, ch.state, ch.step, ch.phase, ch.attempt, made, ch.lastError, ch.retryIn.Seconds(), ch.release}
+	want := int64(1)
+	sql := update
+	if n := len(ch.events); n > 0 {
+		steps, actions, events, errs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		attempts := make([]int32, n)
+		for i, ev := range ch.events {
+			steps[i], actions[i], events[i], attempts[i], errs[i] = ev.step, string(ev.action), ev.event, int32(ev.attempt), ev.err
+		}
+		sql = `WITH u AS (` + update + ` RETURNING id)
+			INSERT INTO ` + Schema + `.saga_events (saga_id, step, action, event, attempt, error)
+			SELECT u.id, e.step, e.action, e.event, e.attempt, e.error FROM u,
+				unnest($11::text[], $12::text[], $13::text[], $14::int[], $15::text[]) WITH ORDINALITY AS e(step, action, event, attempt, error, n)
+			ORDER BY e.n`
+		args = append(args, steps, actions, events, attempts, errs)
+		want = int64(n)
+	}
+	tag, err := db.Exec(ctx, sql, args...)
 	if err != nil {
 		return fmt.Errorf("write saga: %w", err)
 	}
-	if tag.RowsAffected() != 1 {
+	if tag.RowsAffected() != want {
 		return errLeaseLost
-	}
-	if ch.event.step != "" {
-		if _, err := tx.Exec(ctx, `INSERT INTO `+Schema+`.saga_events (saga_id, step, action, event, attempt, error)
-			VALUES ($1, $2, $3, $4, $5, $6)`, r.id, ch.event.step, ch.event.action, ch.event.event, ch.attempt, ch.event.err); err != nil {
-			return fmt.Errorf("write saga journal: %w", err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("write saga: %w", err)
 	}
 	r.state, r.step, r.phase, r.attempt, r.made, r.lastError = ch.state, ch.step, ch.phase, ch.attempt, ch.made, ch.lastError
 	return nil
