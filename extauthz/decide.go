@@ -13,11 +13,12 @@ type Tenants interface {
 	IsReady() bool
 }
 
-// Context extension keys a route may set on its ext_authz per-route config.
+// Context extension keys a route may set on its ext_authz per-route config. The xDS builders
+// (xds/envoybuild) send exactly these keys, so what a route says and what Check reads cannot drift.
 const (
 	// ExtTenant names the one tenant (id or slug) the route serves.
-	ExtTenant = "tenant"
-	// ExtPlans lists the plans (comma-separated) the route is open to.
+	ExtTenant = "tenant_id"
+	// ExtPlans lists the plans (comma-separated) the route is open to; absent, every plan may use it.
 	ExtPlans = "plans"
 )
 

@@ -22,7 +22,8 @@ import (
 	"github.com/tenantgate/tenantgate/internal/tenant"
 )
 
-// Claims are the facts of a verified token.
+// Claims are the facts of a verified token. Verify may return the same slices to several callers:
+// never modify them.
 type Claims struct {
 	Issuer    string
 	Subject   string
@@ -239,6 +240,7 @@ func (v *Verifier) verify(token string, now time.Time) (Claims, *Key, error) {
 	}
 	set := vi.keys.keys()
 	if set == nil {
+		vi.keys.askRefresh() // traffic shortens the backoff of a failing first load, once per cooldown
 		return Claims{}, nil, fail(ReasonKeysUnavailable, nil)
 	}
 	key, reason := set.lookup(hdr.kid)
