@@ -1,5 +1,6 @@
 -- Decide one request for a sliding-window rate limiter (see window.go for the algorithm and proof).
--- KEYS[i]: counter i (a hash: sub-window index -> hits).
+-- KEYS[i], i < #KEYS: counter i (a hash: sub-window index -> hits).
+-- KEYS[#KEYS]: the tenant's index (a set of its counter keys), so that a purge needs no key scan.
 -- ARGV, five per counter: sub-window ms (g), window ms (W), limit, hits, TTL ms (W+g).
 -- Reply: {now_ms, admitted (1|0), used_1, oldest_1, used_2, oldest_2, ...}; used is before this
 -- request's hits, oldest is the oldest counted non-empty sub-window or -1.
@@ -7,7 +8,8 @@
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = #KEYS
+local n = #KEYS - 1
+local index = KEYS[#KEYS]
 local reply = {now, 1}
 local cur = {}
 for i = 1, n do
@@ -32,13 +34,20 @@ for i = 1, n do
   reply[#reply + 1] = oldest
 end
 if reply[2] == 1 then
+  local indexTTL = 0
   for i = 1, n do
     local a = (i - 1) * 5
     local hits = tonumber(ARGV[a + 4])
     if hits > 0 then
       redis.call('HINCRBY', KEYS[i], cur[i], hits)
       redis.call('PEXPIRE', KEYS[i], ARGV[a + 5])
+      redis.call('SADD', index, KEYS[i])
+      indexTTL = math.max(indexTTL, tonumber(ARGV[a + 5]))
     end
+  end
+  -- The index lives as long as the longest-lived counter it names.
+  if indexTTL > 0 and redis.call('PTTL', index) < indexTTL then
+    redis.call('PEXPIRE', index, indexTTL)
   end
 end
 return reply

@@ -2,7 +2,9 @@ package ratelimit
 
 import (
 	"context"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,11 +114,16 @@ func TestRedisStore_KeysShareTheTenantSlotAndExpireWithinWindowPlusSubWindow(t *
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 3 {
-		t.Fatalf("keys %v, want 3 (two tenant windows, one endpoint window)", keys)
+	index := store.indexKey(acmeID)
+	if len(keys) != 4 || !slices.Contains(keys, index) {
+		t.Fatalf("keys %v, want 4 (two tenant windows, one endpoint window, the tenant's index)", keys)
+	}
+	members, err := store.client.SMembers(ctx, index).Result()
+	if err != nil || len(members) != 3 {
+		t.Fatalf("index names %v (%v), want the 3 counters", members, err)
 	}
 	for _, k := range keys {
-		if want := store.prefix + "{" + acmeID + "}:"; len(k) < len(want) || k[:len(want)] != want {
+		if want := store.prefix + "{" + acmeID + "}:"; !strings.HasPrefix(k, want) {
 			t.Errorf("key %q does not start with the tenant hash tag %q", k, want)
 		}
 		ttl, err := store.client.PTTL(ctx, k).Result()
@@ -127,11 +134,21 @@ func TestRedisStore_KeysShareTheTenantSlotAndExpireWithinWindowPlusSubWindow(t *
 		if ttl <= 0 || ttl > 2*time.Second+34*time.Millisecond {
 			t.Errorf("key %q TTL %v, want in (0, W+g]", k, ttl)
 		}
+		if k == index {
+			continue
+		}
+		if !slices.Contains(members, k) {
+			t.Errorf("counter %q missing from the index", k)
+		}
 		n, err := store.client.HLen(ctx, k).Result()
 		if err != nil || n != 1 {
 			t.Errorf("key %q holds %d fields (%v), want 1", k, n, err)
 		}
 	}
+}
+
+func escapeGlob(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`).Replace(s)
 }
 
 func TestRedisStore_ReloadsTheScriptAfterScriptFlush(t *testing.T) {

@@ -117,10 +117,11 @@ type tenantLookup interface {
 const unknownTenant = "_unknown"
 
 // resolve returns the counter identity and plan for a tenant id from a request: the registry's plan
-// for an active tenant; the most restrictive plan (failing closed) for any other.
+// for an active tenant; the most restrictive plan (failing closed) for any other. A deleted tenant
+// counts as unknown, so that no counter of its own is made after its counters were purged.
 func (ps *planSet) resolve(tenants tenantLookup, id string) (string, *plan) {
 	t, ok := tenants.ByID(id)
-	if !ok {
+	if !ok || t.Status == tenant.Deleted {
 		return unknownTenant, ps.restrictive
 	}
 	if t.Status != tenant.Active {

@@ -74,12 +74,13 @@ func NewRedisStore(client redis.UniversalClient, prefix string, opts ...RedisSto
 // Apply implements Store: one script call (EVALSHA; EVAL after a NOSCRIPT) for every counter of the
 // request, sent in the next pipeline. It returns when the answer comes or ctx ends, whichever is
 // first.
-func (r *RedisStore) Apply(ctx context.Context, _ string, counters []counter) (applied, error) {
-	c := &redisCall{ctx: ctx, keys: make([]string, len(counters)), args: make([]any, 0, 5*len(counters)), done: make(chan struct{})}
+func (r *RedisStore) Apply(ctx context.Context, tenantID string, counters []counter) (applied, error) {
+	c := &redisCall{ctx: ctx, keys: make([]string, len(counters)+1), args: make([]any, 0, 5*len(counters)), done: make(chan struct{})}
 	for i, k := range counters {
 		c.keys[i] = r.prefix + k.Key
 		c.args = append(c.args, k.Window.SubMS, k.Window.PeriodMS, k.Window.Limit, k.Hits, k.Window.TTLMS())
 	}
+	c.keys[len(counters)] = r.indexKey(tenantID)
 	r.mu.Lock()
 	r.pending = append(r.pending, c)
 	flusher := r.flushers < maxFlushers
@@ -193,29 +194,19 @@ func (r *RedisStore) send(batch []*redisCall) {
 	}
 }
 
-// PurgeTenant implements Store: it deletes every key of the tenant, on every master of a cluster.
+// indexKey is the set naming every counter key of the tenant (in the tenant's slot; "index" is never
+// a window length, so it cannot clash with a counter).
+func (r *RedisStore) indexKey(tenantID string) string {
+	return r.prefix + tenantKeyPrefix(tenantID) + "index"
+}
+
+// PurgeTenant implements Store: it deletes every counter the tenant's index names, and the index. All
+// of them share the tenant's hash tag, so one DEL serves them on a cluster too; no key scan.
 func (r *RedisStore) PurgeTenant(ctx context.Context, tenantID string) error {
-	pattern := escapeGlob(r.prefix+tenantKeyPrefix(tenantID)) + "*"
-	purge := func(ctx context.Context, c redis.Cmdable) error {
-		iter := c.Scan(ctx, 0, pattern, 500).Iterator()
-		var batch []string
-		for iter.Next(ctx) {
-			batch = append(batch, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
-			return err
-		}
-		// The keys share one hash tag, hence one slot: one DEL serves them all.
-		if len(batch) > 0 {
-			return c.Del(ctx, batch...).Err()
-		}
-		return nil
-	}
-	var err error
-	if cc, ok := r.client.(*redis.ClusterClient); ok {
-		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return purge(ctx, c) })
-	} else {
-		err = purge(ctx, r.client)
+	index := r.indexKey(tenantID)
+	keys, err := r.client.SMembers(ctx, index).Result()
+	if err == nil {
+		err = r.client.Del(ctx, append(keys, index)...).Err()
 	}
 	if err != nil {
 		return fmt.Errorf("purge rate-limit counters of tenant %s: %w", tenantID, err)
@@ -229,10 +220,6 @@ func (r *RedisStore) Ping(ctx context.Context) error {
 		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return c.Ping(ctx).Err() })
 	}
 	return r.client.Ping(ctx).Err()
-}
-
-func escapeGlob(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`).Replace(s)
 }
 
 // RedisOptions are the client settings that keep every call within its deadline.

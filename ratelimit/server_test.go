@@ -152,10 +152,11 @@ func TestShouldRateLimit_PlanComesFromTheRegistry(t *testing.T) {
 			}
 		})
 	}
-	t.Run("unknown tenants share one counter", func(t *testing.T) {
-		l := newTestLimiter(t, NewMemoryStore())
-		if admitN(t, l, tenantReq(unknown), 1) != 1 || admitN(t, l, tenantReq("made-up"), 1) != 0 {
-			t.Fatal("a second unknown tenant id got its own quota")
+	t.Run("unknown and deleted tenants share one counter", func(t *testing.T) {
+		ts := append(testTenants(), tenant.Tenant{ID: unknown, Slug: "gone", Plan: "pro", Status: tenant.Deleted})
+		l := newTestLimiter(t, NewMemoryStore(), func(c *Config) { c.Tenants = lookup(ts) })
+		if admitN(t, l, tenantReq("made-up"), 1) != 1 || admitN(t, l, tenantReq(unknown), 1) != 0 {
+			t.Fatal("a deleted tenant got quota of its own")
 		}
 	})
 	t.Run("a plan change applies at once", func(t *testing.T) {
