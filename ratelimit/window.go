@@ -37,7 +37,14 @@ const SubWindows = 60
 // admissions in (t-W-g, t] plus its hits exceed L.
 //
 // Memory: at most ceil(W/g)+1 <= 61 fields per key, and one key per tenant, endpoint and window, each
-// expiring W+g after its last admission. No per-request entries.
+// expiring W+g after its last admission (in Redis also one set per tenant naming its keys, for the
+// purge). No per-request entries.
+//
+// One clock: the Redis script reads Redis's TIME and mirrors bucket and first (two lines) rather than
+// taking the time from the caller, because replicas' clocks differ and a decision that reached Redis
+// late with an early time could miss counts a later one had already pruned. With Redis's clock the
+// order of execution is the order of time, which the proof needs. Everything else (remaining, reset,
+// units, headers) is computed here from what the store returns.
 
 // window is one configured window in store terms: all in whole milliseconds.
 type window struct {
