@@ -12,11 +12,13 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/tenantgate/tenantgate/extauthz"
 	"github.com/tenantgate/tenantgate/internal/config"
 	"github.com/tenantgate/tenantgate/internal/tenant"
 	"github.com/tenantgate/tenantgate/provisioner/api"
+	"github.com/tenantgate/tenantgate/provisioner/kube"
 )
 
 const (
@@ -252,9 +254,19 @@ func TestAPI_StatusTransitions(t *testing.T) {
 		}
 		if st.method == "PATCH" && r.status == 200 {
 			waitStatus(t, s, admin, path, st.tenantStatus) // the plan's quotas are applied by a saga
+			quota := s.env.kube.Get(kube.Ref{APIVersion: "v1", Kind: "ResourceQuota", Namespace: "tenant-flow", Name: kube.QuotaTotal})
+			if quota == nil || quota.GetLabels()[kube.LabelPlan] != "professional" {
+				t.Fatalf("quota after the plan change: %v", quota)
+			}
+			if pods, _, _ := unstructured.NestedString(quota.Object, "spec", "hard", "pods"); pods != "80" {
+				t.Errorf("professional pods quota %q, want 80", pods)
+			}
 		}
 	}
 	got := waitStatus(t, s, admin, path, tenant.Deleted)
+	if len(s.env.kube.Refs()) != 0 {
+		t.Errorf("kubernetes objects left after deletion: %v", s.env.kube.Refs())
+	}
 	if got["plan"] != "professional" {
 		t.Errorf("plan %v", got["plan"])
 	}

@@ -130,3 +130,37 @@ func TestRetry_FailedCreationStartsAgainAndSucceeds(t *testing.T) {
 		t.Fatalf("after retry: %s", describe(got))
 	}
 }
+
+// TestDelete_FailedTenantLeavesOnlyItsTombstone deletes a tenant whose creation was compensated: every
+// deletion step finds nothing to remove and the tenant ends deleted.
+func TestDelete_FailedTenantLeavesOnlyItsTombstone(t *testing.T) {
+	e := newEnv(t)
+	p := e.start(t, provOpts{hook: func(_ context.Context, ev saga.Event) error {
+		if ev.Step == steps.AdminUser && ev.Action == saga.DoAction {
+			return errInjected
+		}
+		return nil
+	}})
+	ctx := context.Background()
+	req := request(tenant.Bridge, "doomed")
+	v, _, err := p.Create(ctx, req, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v = waitSettled(t, p.Provisioner, v.Tenant.ID, 20*time.Second); v.Tenant.Status != tenant.Failed {
+		t.Fatalf("creation ended %s", v.Tenant.Status)
+	}
+	if _, err := p.Delete(ctx, v.Tenant.ID); err != nil {
+		t.Fatal(err)
+	}
+	v = waitSettled(t, p.Provisioner, v.Tenant.ID, 20*time.Second)
+	if v.Tenant.Status != tenant.Deleted || v.Saga.Kind != saga.Delete || v.Saga.State != saga.Done {
+		t.Fatalf("deletion ended %s, saga %+v", v.Tenant.Status, v.Saga)
+	}
+	if inv := e.inventory(t, v.Tenant, req.AdminEmail); !inv.empty() {
+		t.Fatalf("left behind: %s", describe(inv))
+	}
+	if _, err := p.Retry(ctx, v.Tenant.ID); err == nil {
+		t.Error("a deleted tenant was retried")
+	}
+}

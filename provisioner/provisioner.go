@@ -3,6 +3,7 @@ package provisioner
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -195,7 +196,7 @@ func (p *Provisioner) replay(ctx context.Context, key string, hash []byte) (View
 	if err != nil {
 		return View{}, false, fmt.Errorf("read idempotency key: %w", err)
 	}
-	if string(stored) != string(hash) {
+	if subtle.ConstantTimeCompare(stored, hash) != 1 {
 		return View{}, false, ErrIdempotencyMismatch
 	}
 	v, err := p.Get(ctx, tenantID)
