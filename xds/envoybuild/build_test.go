@@ -178,8 +178,11 @@ func TestTenant_RoutesNameTheTenantToAuthzAndRateLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 		ext := per.GetCheckSettings().GetContextExtensions()
-		if ext[ContextTenantID] != tn.ID || ext[ContextPlan] != "free" {
-			t.Errorf("route %s context extensions = %v", rt.GetName(), ext)
+		if len(ext) != 1 || ext[ContextTenantID] != tn.ID {
+			t.Errorf("route %s context extensions = %v, want only the tenant id (no plan requirement)", rt.GetName(), ext)
+		}
+		if plan := rt.GetMetadata().GetFilterMetadata()[MetadataNamespace].GetFields()["tenant_plan"].GetStringValue(); plan != "free" {
+			t.Errorf("route %s metadata plan = %q", rt.GetName(), plan)
 		}
 		actions := rt.GetRoute().GetRateLimits()[0].GetActions()
 		if actions[0].GetRequestHeaders().GetDescriptorKey() != DescriptorTenantID ||

@@ -1,5 +1,7 @@
 package envoybuild
 
+import "github.com/tenantgate/tenantgate/extauthz"
+
 // Names of the resources and filters tenantgate configures in Envoy.
 const (
 	// ListenerName is the listener that takes tenant traffic.
@@ -14,10 +16,15 @@ const (
 	// RateLimitDomain is the rate-limit domain every descriptor is sent under.
 	RateLimitDomain = "tenantgate"
 
-	// Context extension keys ext_authz receives on every tenant route: the tenant the host belongs
-	// to and its plan. The authz service denies a token of any other tenant.
-	ContextTenantID = "tenant_id"
-	ContextPlan     = "plan"
+	// ContextTenantID is the context extension ext_authz receives on every tenant route: the tenant
+	// the host belongs to. The authz service denies a token of any other tenant. It is extauthz's own
+	// key, so the two cannot drift apart.
+	ContextTenantID = extauthz.ExtTenant
+
+	// MetadataNamespace holds each tenant route's filter metadata: the tenant id, slug and plan, for
+	// access logs (%METADATA(ROUTE:tenantgate:tenant_plan)%) and `tenantgate explain`. It is not a
+	// plan requirement; ext_authz is told a plan only where a route is limited to some plans.
+	MetadataNamespace = "tenantgate"
 
 	// Rate-limit descriptor keys.
 	DescriptorTenantID = "tenant_id"

@@ -1,10 +1,12 @@
 package envoybuild
 
 import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/tenantgate/tenantgate/internal/tenant"
 )
@@ -29,9 +31,13 @@ func (p Params) routeConfig(t *tenant.Tenant, cluster string) *routev3.RouteConf
 	authz := mustAny(&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
 		CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: map[string]string{
 			ContextTenantID: t.ID,
-			ContextPlan:     t.Plan,
 		}},
 	}})
+	meta := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{MetadataNamespace: {Fields: map[string]*structpb.Value{
+		"tenant_id":   structpb.NewStringValue(t.ID),
+		"tenant_slug": structpb.NewStringValue(t.Slug),
+		"tenant_plan": structpb.NewStringValue(t.Plan),
+	}}}}
 	routes := make([]*routev3.Route, 0, len(p.XDS.Routes))
 	for _, r := range p.XDS.Routes {
 		action := &routev3.RouteAction{
@@ -54,6 +60,7 @@ func (p Params) routeConfig(t *tenant.Tenant, cluster string) *routev3.RouteConf
 			Name:                 r.Name,
 			Match:                &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: r.Prefix}},
 			Action:               &routev3.Route_Route{Route: action},
+			Metadata:             meta,
 			TypedPerFilterConfig: map[string]*anypb.Any{filterExtAuthz: authz},
 		})
 	}
