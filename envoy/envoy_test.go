@@ -188,7 +188,7 @@ func chartEnvoyConfigs(manifests []byte) (map[string][]byte, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(manifests))
 	for {
 		var obj struct {
-			Kind     string            `yaml:"kind"`
+			Kind     string `yaml:"kind"`
 			Metadata struct{ Name string }
 			Data     map[string]string `yaml:"data"`
 		}
