@@ -1,0 +1,101 @@
+package xdsfetch_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tenantgate/tenantgate/internal/config"
+	"github.com/tenantgate/tenantgate/internal/snapshot"
+	"github.com/tenantgate/tenantgate/internal/tenant"
+	"github.com/tenantgate/tenantgate/internal/xdsfetch"
+	"github.com/tenantgate/tenantgate/xds"
+	"github.com/tenantgate/tenantgate/xds/envoybuild"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestFetch_SeesEveryTenantAndMatchesItsHost runs the real xDS server and checks that a fetch sees
+// each active tenant's scope, routes and cluster, and that Match routes hosts as Envoy would.
+func TestFetch_SeesEveryTenantAndMatchesItsHost(t *testing.T) {
+	tenants := []tenant.Tenant{
+		{ID: "3f1c2a9e-6b7d-4c1e-9a2f-0d5e8b7c6a41", Slug: "acme", Name: "Acme", Plan: "enterprise", Model: tenant.Silo, Status: tenant.Active,
+			Upstream: tenant.Upstream{Endpoints: []tenant.Endpoint{{Host: "127.0.0.1", Port: 8081}}}},
+		{ID: "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d", Slug: "globex", Name: "Globex", Plan: "free", Model: tenant.Pool, Status: tenant.Active},
+		{ID: "b2c3d4e5-f6a7-4b8c-9d0e-1f2a3b4c5d6e", Slug: "initech", Name: "Initech", Plan: "free", Model: tenant.Pool, Status: tenant.Suspended},
+	}
+	cfg := config.Default()
+	cfg.XDS.Routes = []config.XDSRoute{{Name: "orders", Prefix: "/orders"}, {Name: "default", Prefix: "/"}}
+	srv := xds.New(envoybuild.ParamsFrom(&cfg))
+	snap := snapshot.New(tenants, 1)
+	srv.OnChange(snap, tenants)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{}, 2)
+	go func() { _ = srv.Run(ctx); done <- struct{}{} }()
+	go func() { _ = srv.Serve(ctx, lis); done <- struct{}{} }()
+	t.Cleanup(func() { cancel(); <-done; <-done })
+
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer fcancel()
+	got, err := xdsfetch.Fetch(fctx, conn, &corev3.Node{Id: "test", Cluster: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Scopes) != 2 || len(got.Routes) != 2 {
+		t.Fatalf("scopes %d, routes %d; want 2 each (the suspended tenant has none)", len(got.Scopes), len(got.Routes))
+	}
+
+	tests := []struct {
+		host, path string
+		route      string
+		cluster    string
+		tenantID   string
+		err        error
+	}{
+		{"acme.tenants.localhost", "/orders/7", "orders", "tenant-acme", tenants[0].ID, nil},
+		{"acme.tenants.localhost:8443", "/", "default", "tenant-acme", tenants[0].ID, nil},
+		{"globex.tenants.localhost", "/orders?x=1", "orders", envoybuild.PoolCluster, tenants[1].ID, nil},
+		{"initech.tenants.localhost", "/", "", "", "", xdsfetch.ErrNoRoute},
+		{"unknown.example.com", "/", "", "", "", xdsfetch.ErrNoRoute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.host+tt.path, func(t *testing.T) {
+			m, err := got.Match(tt.host, tt.path)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("err = %v, want %v", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Route.GetName() != tt.route || m.ClusterName != tt.cluster || m.Cluster == nil {
+				t.Errorf("route %q cluster %q (%v), want %q %q", m.Route.GetName(), m.ClusterName, m.Cluster != nil, tt.route, tt.cluster)
+			}
+			if m.ContextExtensions[envoybuild.ContextTenantID] != tt.tenantID {
+				t.Errorf("context extensions %v, want tenant %s", m.ContextExtensions, tt.tenantID)
+			}
+			if m.Endpoints == nil && m.Cluster.GetLoadAssignment() == nil {
+				t.Errorf("cluster %s has no endpoints, neither over EDS nor inline", m.ClusterName)
+			}
+		})
+	}
+}
