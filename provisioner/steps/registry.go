@@ -67,7 +67,14 @@ func ensureRegistered(ctx context.Context, reg registry.Registry, spec saga.Spec
 		return fmt.Errorf("registry: %w", err)
 	}
 	_, err = reg.Create(ctx, TenantOf(spec))
-	if err != nil && !errors.Is(err, registry.ErrExists) {
+	if errors.Is(err, registry.ErrExists) {
+		// Either a concurrent attempt made it (the next read finds it) or the slug is taken.
+		if _, gerr := reg.Get(ctx, spec.TenantID); gerr == nil {
+			return nil
+		}
+		return fmt.Errorf("registry: slug %q is taken", spec.Slug)
+	}
+	if err != nil {
 		return fmt.Errorf("registry: create: %w", err)
 	}
 	return nil
