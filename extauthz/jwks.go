@@ -29,6 +29,7 @@ type issuerKeys struct {
 	cur       atomic.Pointer[keySet] // nil until the first successful load
 	wake      chan struct{}          // an unknown kid asks for a refresh; buffered, never blocks
 	lastAsked atomic.Int64           // unix nanos of the last accepted refresh request
+	fetchedAt atomic.Int64           // unix nanos of the last fetch that succeeded (keys confirmed current)
 	now       func() time.Time
 	onRevoke  func() // called after a refresh revoked keys
 }
@@ -117,6 +118,7 @@ func (k *issuerKeys) refresh(ctx context.Context) error {
 		return err
 	}
 	if !changed {
+		k.fetchedAt.Store(k.now().UnixNano())
 		return nil
 	}
 	fresh, skipped, err := parseJWKS(doc, k.cfg.Issuer, k.cfg.Algorithms)
@@ -132,6 +134,7 @@ func (k *issuerKeys) refresh(ctx context.Context) error {
 	if len(gone) > 0 && k.onRevoke != nil {
 		k.onRevoke()
 	}
+	k.fetchedAt.Store(k.now().UnixNano())
 	k.metrics.refreshes.WithLabelValues(k.cfg.Issuer, "ok").Inc()
 	k.metrics.keys.WithLabelValues(k.cfg.Issuer).Set(float64(len(kept)))
 	if len(gone) > 0 || skipped > 0 {
