@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -137,13 +138,20 @@ type app struct {
 	servers []func(ctx context.Context) error
 }
 
+// readyCheck is one condition behind /readyz and the overall gRPC health status (""). It also gates
+// the per-service gRPC health of the services it names ("*": every service), so a Redis outage that
+// the rate limiter rides out in its failure mode does not take ext_authz out of service with it.
 type readyCheck struct {
-	name  string
-	check func(ctx context.Context) error
+	name     string
+	check    func(ctx context.Context) error
+	services []string
 }
 
-func (a *app) addReadyCheck(name string, check func(ctx context.Context) error) {
-	a.ready = append(a.ready, readyCheck{name: name, check: check})
+// gatesEveryService is the services value of a check without which no gRPC service can answer.
+const gatesEveryService = "*"
+
+func (a *app) addReadyCheck(name string, check func(ctx context.Context) error, services ...string) {
+	a.ready = append(a.ready, readyCheck{name: name, check: check, services: services})
 }
 
 // serve builds every enabled part and runs them until ctx ends, then drains within the shutdown timeout.
@@ -168,7 +176,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			return errors.New("not loaded yet")
 		}
 		return nil
-	})
+	}, gatesEveryService)
 
 	a.grpc = grpc.NewServer(grpcServerOptions()...)
 	a.health = health.NewServer()
@@ -289,22 +297,46 @@ func stopGRPC(ctx context.Context, s *grpc.Server) {
 	}
 }
 
-// watchHealth keeps the gRPC health status in step with readiness.
+// watchHealth keeps the gRPC health statuses in step with readiness: the overall status ("") with
+// every check, each service's status with the checks that gate it.
 func (a *app) watchHealth(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	for {
-		status := healthpb.HealthCheckResponse_SERVING
-		if failed := a.checkReady(ctx); len(failed) > 0 {
-			status = healthpb.HealthCheckResponse_NOT_SERVING
+	var services []string
+	for name := range a.grpc.GetServiceInfo() {
+		if name != healthpb.Health_ServiceDesc.ServiceName {
+			services = append(services, name)
 		}
-		a.health.SetServingStatus("", status)
+	}
+	for {
+		failed := a.checkReady(ctx)
+		a.health.SetServingStatus("", servingStatus(len(failed) == 0))
+		for _, svc := range services {
+			a.health.SetServingStatus(svc, servingStatus(!a.gates(failed, svc)))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
 		}
 	}
+}
+
+// gates reports whether a failed check gates the gRPC service svc.
+func (a *app) gates(failed map[string]error, svc string) bool {
+	for _, c := range a.ready {
+		if _, bad := failed[c.name]; bad && (slices.Contains(c.services, svc) || slices.Contains(c.services, gatesEveryService)) {
+			return true
+		}
+	}
+	return false
+}
+
+func servingStatus(ok bool) healthpb.HealthCheckResponse_ServingStatus {
+	if ok {
+		return healthpb.HealthCheckResponse_SERVING
+	}
+	return healthpb.HealthCheckResponse_NOT_SERVING
 }
 
 // checkReady runs every readiness check and returns the failures by name.

@@ -30,7 +30,7 @@ func setupAuthz(_ context.Context, a *app) error {
 	a.runners = append(a.runners, s.Run, func(ctx context.Context) error {
 		return probeRegistry(ctx, a, &registryUp)
 	})
-	a.addReadyCheck("authz keys", func(context.Context) error { return s.Ready() })
+	a.addReadyCheck("authz keys", func(context.Context) error { return s.Ready() }, authv3.Authorization_ServiceDesc.ServiceName)
 	if len(a.cfg.Authz.Issuers) == 0 {
 		log.Warn("no token issuers configured (authz.issuers): every request is denied")
 	}

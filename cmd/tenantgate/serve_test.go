@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -9,6 +10,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
@@ -81,5 +84,42 @@ func TestStopGRPC(t *testing.T) {
 				t.Error("a call after shutdown succeeded")
 			}
 		})
+	}
+}
+
+func TestWatchHealth_ChecksGateOnlyTheirServices(t *testing.T) {
+	svc := func(name string) *grpc.ServiceDesc {
+		return &grpc.ServiceDesc{ServiceName: name, HandlerType: (*any)(nil)}
+	}
+	a := &app{grpc: grpc.NewServer(), health: health.NewServer()}
+	healthpb.RegisterHealthServer(a.grpc, a.health)
+	a.grpc.RegisterService(svc("test.Authz"), struct{}{})
+	a.grpc.RegisterService(svc("test.RateLimit"), struct{}{})
+	down := errors.New("down")
+	a.addReadyCheck("redis", func(context.Context) error { return down }, "test.RateLimit")
+	a.addReadyCheck("registry", func(context.Context) error { return nil }, gatesEveryService)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = a.watchHealth(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	want := map[string]healthpb.HealthCheckResponse_ServingStatus{
+		"":               healthpb.HealthCheckResponse_NOT_SERVING,
+		"test.Authz":     healthpb.HealthCheckResponse_SERVING,
+		"test.RateLimit": healthpb.HealthCheckResponse_NOT_SERVING,
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for name, st := range want {
+		for {
+			resp, err := a.health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: name})
+			if err == nil && resp.GetStatus() == st {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("health of %q = %v (%v), want %v", name, resp.GetStatus(), err, st)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }
