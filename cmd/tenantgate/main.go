@@ -36,6 +36,7 @@ func newRootCmd() *cobra.Command {
 		newTokenCmd(),
 		newTenantsCmd(),
 		newDBCmd(),
+		newExplainCmd(),
 	)
 	return root
 }
