@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/mail"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -65,8 +66,31 @@ func New(o Options) (*Provisioner, error) {
 	return &Provisioner{reg: o.Registry, db: o.State, cat: o.Catalog, engine: engine, knownPlan: o.KnownPlan, log: o.Logger}, nil
 }
 
-// Run runs the saga workers until ctx ends.
-func (p *Provisioner) Run(ctx context.Context) error { return p.engine.Run(ctx) }
+// IdempotencyKeyTTL is how long an Idempotency-Key is remembered.
+const IdempotencyKeyTTL = 24 * time.Hour
+
+// Run runs the saga workers until ctx ends, and forgets idempotency keys older than
+// IdempotencyKeyTTL once an hour.
+func (p *Provisioner) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		t := time.NewTicker(time.Hour)
+		defer t.Stop()
+		for {
+			if _, err := p.db.Exec(ctx, `DELETE FROM `+saga.Schema+`.idempotency_keys WHERE created_at < now() - make_interval(secs => $1)`,
+				IdempotencyKeyTTL.Seconds()); err != nil && ctx.Err() == nil {
+				p.log.Warn("expired idempotency keys not removed", slog.Any("error", err))
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return p.engine.Run(ctx)
+}
 
 // Ping reports whether the provisioner's database answers.
 func (p *Provisioner) Ping(ctx context.Context) error { return p.db.Ping(ctx) }

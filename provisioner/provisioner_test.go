@@ -251,3 +251,54 @@ func runFault(t *testing.T, e *env, model tenant.Model, slug, step, fault string
 		t.Errorf("status %s, want %s", v.Tenant.Status, wantStatus)
 	}
 }
+
+// TestFaults_KilledWhileCompensatingEndsEmpty fails the admin-user step for good, and kills the
+// process right after the undo of an earlier step (its work done, not recorded); a new provisioner
+// finishes the compensation and nothing is left.
+func TestFaults_KilledWhileCompensatingEndsEmpty(t *testing.T) {
+	e := newEnv(t)
+	for _, undo := range []string{steps.DNS, steps.Kubernetes, steps.Database, steps.RegistryProvisioning} {
+		t.Run(undo, func(t *testing.T) {
+			ctx := context.Background()
+			req := request(tenant.Bridge, "undo-"+strings.ReplaceAll(undo, "-", ""))
+			var victim *running
+			killed := make(chan struct{})
+			var once sync.Once
+			hook := func(ctx context.Context, ev saga.Event) error {
+				if ev.Step == steps.AdminUser && ev.Action == saga.DoAction {
+					return errInjected
+				}
+				if ev.Step != undo || ev.Action != saga.UndoAction || ev.Phase != saga.After {
+					return nil
+				}
+				fired := false
+				once.Do(func() { fired = true; close(killed) })
+				if !fired {
+					return nil
+				}
+				go victim.stop()
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			victim = e.start(t, provOpts{hook: hook, lease: time.Second})
+			v, _, err := victim.Create(ctx, req, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-killed:
+			case <-time.After(20 * time.Second):
+				t.Fatal("the undo never ran")
+			}
+			victim.stop()
+			next := e.start(t, provOpts{hook: hook, lease: time.Second})
+			v = waitSettled(t, next.Provisioner, v.Tenant.ID, 30*time.Second)
+			if v.Tenant.Status != tenant.Failed || v.Saga.State != saga.Failed {
+				t.Fatalf("ended %s, saga %+v", v.Tenant.Status, v.Saga)
+			}
+			if inv := e.inventory(t, v.Tenant, req.AdminEmail); !inv.empty() {
+				t.Fatalf("left behind: %s", describe(inv))
+			}
+		})
+	}
+}

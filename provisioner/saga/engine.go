@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Options configure an Engine. Zero values take the defaults of Validate.
@@ -24,6 +25,7 @@ type Options struct {
 	Hook         Hook // optional
 	Logger       *slog.Logger
 	Metrics      prometheus.Registerer // optional
+	Tracer       trace.TracerProvider  // optional: every step action becomes a span (TracedCatalog)
 }
 
 // Validate fills defaults and checks the options.
@@ -76,6 +78,9 @@ type Engine struct {
 func New(db *pgxpool.Pool, cat Catalog, o Options) (*Engine, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
+	}
+	if o.Tracer != nil {
+		cat = TracedCatalog(cat, o.Tracer)
 	}
 	e := &Engine{db: db, cat: cat, o: o, wake: make(chan struct{}, 1), m: newMetrics()}
 	if o.Metrics != nil {
