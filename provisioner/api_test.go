@@ -149,6 +149,7 @@ func TestAPI_ValidationErrorsNameTheField(t *testing.T) {
 		field      string
 	}{
 		{"not json", `{"name":`, 400, "body"},
+		{"not an object", `["Acme"]`, 400, "body"},
 		{"unknown field", `{"name":"Acme","plan":"free","model":"pool","admin_email":"a@b.example","colour":"red"}`, 400, "colour"},
 		{"wrong type", `{"name":42}`, 400, "name"},
 		{"no name", `{"plan":"free","model":"pool","admin_email":"a@b.example"}`, 422, "name"},

@@ -164,8 +164,11 @@ func (p *Provisioner) Create(ctx context.Context, req CreateRequest, idempotency
 	if err := p.engine.Release(ctx, sagaID); err != nil {
 		p.log.Warn("saga will start after its hold", slog.String("tenant", t.ID), slog.Any("error", err))
 	}
-	st, _ := p.engine.Latest(ctx, t.ID)
-	return View{Tenant: t, Saga: &st}, false, nil
+	v = View{Tenant: t}
+	if st, err := p.engine.Latest(ctx, t.ID); err == nil {
+		v.Saga = &st
+	}
+	return v, false, nil
 }
 
 var errKeyUsed = errors.New("idempotency key used")

@@ -177,6 +177,8 @@ func decode(r *http.Request, v any) error {
 		var ute *json.UnmarshalTypeError
 		var se *json.SyntaxError
 		switch {
+		case errors.As(err, &ute) && ute.Field == "":
+			return &bodyError{"body", "must be a JSON object"}
 		case errors.As(err, &ute):
 			return &bodyError{ute.Field, "must be a " + ute.Type.String()}
 		case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF):

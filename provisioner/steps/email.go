@@ -52,10 +52,6 @@ func (s *emailStep) Do(ctx context.Context, r *saga.Run) error {
 		return fmt.Errorf("read email state: %w", err)
 	}
 
-	token, err := s.issueInvitation(ctx, r)
-	if err != nil {
-		return err
-	}
 	tag, err := s.d.State.Exec(ctx, `INSERT INTO `+s.table()+` (tenant_id, kind, recipient, state) VALUES ($1, $2, $3, 'sending')
 		ON CONFLICT DO NOTHING`, r.Spec.TenantID, welcome, r.Spec.AdminEmail)
 	if err != nil {
@@ -64,14 +60,21 @@ func (s *emailStep) Do(ctx context.Context, r *saga.Run) error {
 	if tag.RowsAffected() == 0 {
 		return nil // another attempt got there first
 	}
+	// Certainly not delivered: withdraw the intent so that a retry may send.
+	withdraw := func(cause error) error {
+		if _, err := s.d.State.Exec(context.WithoutCancel(ctx), `DELETE FROM `+s.table()+` WHERE tenant_id = $1 AND kind = $2 AND state = 'sending'`,
+			r.Spec.TenantID, welcome); err != nil {
+			return errors.Join(cause, err)
+		}
+		return cause
+	}
+	token, err := s.issueInvitation(ctx, r)
+	if err != nil {
+		return withdraw(err)
+	}
 	err = s.d.Mailer.Send(ctx, s.message(r, token))
 	if errors.Is(err, ErrNotSent) {
-		// Certainly not delivered: withdraw the intent so that a retry may send.
-		if _, derr := s.d.State.Exec(context.WithoutCancel(ctx), `DELETE FROM `+s.table()+` WHERE tenant_id = $1 AND kind = $2 AND state = 'sending'`,
-			r.Spec.TenantID, welcome); derr != nil {
-			return errors.Join(err, derr)
-		}
-		return err
+		return withdraw(err)
 	}
 	outcome := "sent"
 	if err != nil {
