@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -25,6 +26,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/config"
 	"github.com/tenantgate/tenantgate/internal/registry"
 	"github.com/tenantgate/tenantgate/internal/snapshot"
+	"github.com/tenantgate/tenantgate/internal/telemetry"
 )
 
 type serveFlags struct {
@@ -109,11 +111,7 @@ func newLogger(c config.Log, w io.Writer) (*slog.Logger, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return slog.New(slog.NewTextHandler(w, opts)), nil
+	return telemetry.NewLogger(c.Format, level, w)
 }
 
 // app is one serving process: the shared parts every component is built from, and what the
@@ -122,6 +120,7 @@ type app struct {
 	cfg      config.Config
 	log      *slog.Logger
 	metrics  *prometheus.Registry
+	tracer   trace.TracerProvider // records nothing unless telemetry.tracing is on
 	registry registry.Registry
 	tenants  *snapshot.Store
 	grpc     *grpc.Server
@@ -178,7 +177,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return nil
 	}, gatesEveryService)
 
-	a.grpc = grpc.NewServer(grpcServerOptions()...)
+	observe, err := setupTelemetry(a)
+	if err != nil {
+		return err
+	}
+	a.grpc = grpc.NewServer(append(grpcServerOptions(), grpc.ChainUnaryInterceptor(observe.Unary))...)
 	a.health = health.NewServer()
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)

@@ -27,6 +27,9 @@ func setupAuthz(_ context.Context, a *app) error {
 		return err
 	}
 	authv3.RegisterAuthorizationServer(a.grpc, s)
+	if err := a.metrics.Register(s.Verifier().KeyAgeCollector()); err != nil {
+		return err
+	}
 	a.runners = append(a.runners, s.Run, func(ctx context.Context) error {
 		return probeRegistry(ctx, a, &registryUp)
 	})

@@ -78,11 +78,15 @@ func setupProvisioner(ctx context.Context, a *app) error {
 	if err != nil {
 		return err
 	}
+	if err := a.metrics.Register(saga.InFlightCollector(state)); err != nil {
+		return err
+	}
 	p, err := provisioner.New(provisioner.Options{
 		Registry: a.registry, State: state, Catalog: cat, KnownPlan: a.cfg.KnownPlan, Logger: log,
 		Saga: saga.Options{
 			Workers: pc.Workers, PollInterval: pc.PollInterval.D(), Lease: pc.Lease.D(), MaxAttempts: pc.MaxAttempts,
 			Backoff: pc.Backoff.D(), MaxBackoff: pc.MaxBackoff.D(), Logger: log, Metrics: a.metrics,
+			Tracer: a.tracer,
 		},
 	})
 	if err != nil {

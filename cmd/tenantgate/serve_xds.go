@@ -16,7 +16,8 @@ import (
 func setupXDS(_ context.Context, a *app) error {
 	srv := xds.New(envoybuild.ParamsFrom(&a.cfg),
 		xds.WithLogger(a.log.With("component", "xds")),
-		xds.WithRegisterer(a.metrics))
+		xds.WithRegisterer(a.metrics),
+		xds.WithConfigVersionMetrics(a.metrics))
 	a.tenants.Subscribe(srv.OnChange)
 	lis, err := net.Listen("tcp", a.cfg.Listen.XDS)
 	if err != nil {

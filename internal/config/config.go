@@ -40,6 +40,7 @@ type Config struct {
 	RateLimit   RateLimit   `yaml:"ratelimit"`
 	XDS         XDS         `yaml:"xds"`
 	Provisioner Provisioner `yaml:"provisioner"`
+	Telemetry   Telemetry   `yaml:"telemetry"`
 }
 
 // Listen holds every listen address.
@@ -75,6 +76,7 @@ func Default() Config {
 		RateLimit:       defaultRateLimit(),
 		XDS:             defaultXDS(),
 		Provisioner:     defaultProvisioner(),
+		Telemetry:       defaultTelemetry(),
 	}
 }
 
@@ -171,6 +173,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.XDS.validate("xds"); err != nil {
+		return err
+	}
+	if err := c.Telemetry.validate("telemetry"); err != nil {
 		return err
 	}
 	return c.Provisioner.validate("provisioner", c)
