@@ -22,6 +22,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/tenantgate/tenantgate/xds/envoybuild"
 )
 
 // adsClient is a simulated Envoy on one ADS stream, state-of-the-world or delta. Like Envoy it
@@ -44,18 +46,50 @@ type adsClient struct {
 	responses map[string]int                      // responses received, by type
 	nacks     int
 	bytes     int64                // wire size of every response received
-	seenAt    map[string]time.Time // route configuration name -> when it last arrived
+	seenAt    map[string]time.Time // "RouteConfiguration/name" and "ScopedRouteConfiguration/name" -> last arrival
+	lean      bool                 // keep a skeleton of each route configuration only
 	err       error
 
 	// stream bookkeeping (receive goroutine only)
-	version map[string]string   // sotw: last accepted version by type
-	nonce   map[string]string   // last nonce by type
-	subs    map[string][]string // named subscriptions (routes, endpoints)
+	version   map[string]string            // sotw: last accepted version by type
+	nonce     map[string]string            // last nonce by type
+	subs      map[string][]string          // sotw: named subscriptions (routes, endpoints)
+	deltaSubs map[string]map[string]string // delta: scope or cluster -> the route or endpoints it names
 }
 
 var wildcardTypes = []string{resource.ListenerType, resource.ClusterType, resource.ScopedRouteType}
 
 type clientOpt func(*adsClient)
+
+func lean() clientOpt { return func(c *adsClient) { c.lean = true } }
+
+// leanRoute keeps a route configuration's name, routes, clusters, authz context and metadata (tenant, plan).
+func leanRoute(rc *routev3.RouteConfiguration) *routev3.RouteConfiguration {
+	out := &routev3.RouteConfiguration{Name: rc.GetName()}
+	for _, vh := range rc.GetVirtualHosts() {
+		v := &routev3.VirtualHost{Name: vh.GetName()}
+		for _, r := range vh.GetRoutes() {
+			v.Routes = append(v.Routes, &routev3.Route{Name: r.GetName(), TypedPerFilterConfig: r.GetTypedPerFilterConfig(), Metadata: r.GetMetadata(),
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: r.GetRoute().GetCluster()}}}})
+		}
+		out.VirtualHosts = append(out.VirtualHosts, v)
+	}
+	return out
+}
+
+// planOf is the tenant plan in the route configuration's first route's metadata. c.mu held.
+func (c *adsClient) planOf(route string) string {
+	rc, ok := c.res[resource.RouteType][route]
+	if !ok {
+		return ""
+	}
+	for _, vh := range rc.(*routev3.RouteConfiguration).GetVirtualHosts() {
+		for _, r := range vh.GetRoutes() {
+			return r.GetMetadata().GetFilterMetadata()[envoybuild.MetadataNamespace].GetFields()["tenant_plan"].GetStringValue()
+		}
+	}
+	return ""
+}
 
 func rejecting(fn func(typeURL string, res map[string]proto.Message) error) clientOpt {
 	return func(c *adsClient) { c.reject = fn }
@@ -211,30 +245,75 @@ func (c *adsClient) runDelta(ctx context.Context, ads discoveryv3.AggregatedDisc
 		if err := st.Send(ack); err != nil {
 			return err
 		}
-		for _, dep := range c.dependencies() {
-			prev := c.subs[dep.typ]
-			if slices.Equal(dep.names, prev) {
-				continue
-			}
-			c.subs[dep.typ] = dep.names
-			var add, remove []string
-			for _, n := range dep.names {
-				if !slices.Contains(prev, n) {
-					add = append(add, n)
-				}
-			}
-			for _, n := range prev {
-				if !slices.Contains(dep.names, n) {
-					remove = append(remove, n)
-				}
-			}
-			c.dropUnsubscribed(dep.typ, dep.names)
-			if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: dep.typ,
-				ResourceNamesSubscribe: add, ResourceNamesUnsubscribe: remove}); err != nil {
-				return err
-			}
+		if err := c.followDelta(st, typ, got, resp.GetRemovedResources()); err != nil {
+			return err
 		}
 	}
+}
+
+// followDelta subscribes to what the response's new scopes and EDS clusters name and unsubscribes
+// from what the removed ones named, as Envoy does: work in proportion to the change.
+func (c *adsClient) followDelta(st discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient, typ string, got map[string]proto.Message, removed []string) error {
+	var depType string
+	var refs func(m proto.Message) string
+	switch typ {
+	case resource.ScopedRouteType:
+		depType = resource.RouteType
+		refs = func(m proto.Message) string { return m.(*routev3.ScopedRouteConfiguration).GetRouteConfigurationName() }
+	case resource.ClusterType:
+		depType = resource.EndpointType
+		refs = func(m proto.Message) string {
+			cl := m.(*clusterv3.Cluster)
+			if cl.GetType() != clusterv3.Cluster_EDS {
+				return ""
+			}
+			if n := cl.GetEdsClusterConfig().GetServiceName(); n != "" {
+				return n
+			}
+			return cl.GetName()
+		}
+	default:
+		return nil
+	}
+	if c.deltaSubs == nil {
+		c.deltaSubs = map[string]map[string]string{}
+	}
+	if c.deltaSubs[typ] == nil {
+		c.deltaSubs[typ] = map[string]string{} // resource name -> the name it references
+	}
+	refsOf := c.deltaSubs[typ]
+	var add, remove []string
+	for name, m := range got {
+		ref := refs(m)
+		old, had := refsOf[name]
+		if had && old == ref {
+			continue
+		}
+		if had && old != "" {
+			remove = append(remove, old)
+		}
+		if ref != "" {
+			add = append(add, ref)
+			refsOf[name] = ref
+		} else {
+			delete(refsOf, name)
+		}
+	}
+	for _, name := range removed {
+		if old, had := refsOf[name]; had {
+			remove = append(remove, old)
+			delete(refsOf, name)
+		}
+	}
+	if len(add) == 0 && len(remove) == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	for _, name := range remove {
+		delete(c.res[depType], name)
+	}
+	c.mu.Unlock()
+	return st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: depType, ResourceNamesSubscribe: add, ResourceNamesUnsubscribe: remove})
 }
 
 func ignoreEnd(err error) error {
@@ -269,9 +348,13 @@ func (c *adsClient) record(typ string, size int, got map[string]proto.Message, r
 	}
 	now := time.Now()
 	for name, m := range got {
+		if c.lean && typ == resource.RouteType {
+			// Keep only what the tests and benchmarks look at: memory stays small at 10,000 tenants.
+			m = leanRoute(m.(*routev3.RouteConfiguration))
+		}
 		c.res[typ][name] = m
-		if typ == resource.RouteType {
-			c.seenAt[name] = now
+		if typ == resource.RouteType || typ == resource.ScopedRouteType {
+			c.seenAt[shortType(typ)+"/"+name] = now
 		}
 	}
 	for _, name := range removed {

@@ -20,46 +20,51 @@ type typeCache interface {
 	len() int
 }
 
-// linear is a LinearCache: resources versioned one by one, so a change is serialized once (the cache
-// keeps the marshaled bytes) and a delta client receives only what changed. Over state-of-the-world it
-// returns the full set for listeners and clusters, as Envoy requires.
+// split serves each type twice over the same resources: state-of-the-world clients from a
+// go-control-plane LinearCache (which returns the full set for listeners and clusters, as Envoy
+// requires) or, for scopes, from a cache that always returns every scope (Envoy treats an SRDS
+// response as the complete set; LinearCache would send only the changed scopes, and every other
+// tenant's scope would vanish); delta clients from a deltaCache, whose cost follows the change.
+type split struct {
+	sotw  sotwCache
+	delta *deltaCache
+}
+
+type sotwCache interface {
+	cache.Cache
+	update(upserts map[string]types.Resource, deletes []string) error
+}
+
+// linear adapts a LinearCache.
 type linear struct{ *cache.LinearCache }
 
 func (l linear) update(upserts map[string]types.Resource, deletes []string) error {
 	return l.UpdateResources(upserts, deletes)
 }
 
-func (l linear) len() int { return l.NumResources() }
-
-// scopes serves scoped route configurations: a LinearCache for delta clients, and for
-// state-of-the-world clients a cache that always answers with every scope, because Envoy treats an
-// SRDS response as the complete set (LinearCache would send only the changed scopes, and every other
-// tenant's scope would vanish).
-type scopes struct {
-	delta *cache.LinearCache
-	sotw  *fullStateCache
-}
-
-func (s scopes) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
+func (s split) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
 	return s.sotw.CreateWatch(req, sub, out)
 }
 
-func (s scopes) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, out chan cache.DeltaResponse) (func(), error) {
+func (s split) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, out chan cache.DeltaResponse) (func(), error) {
 	return s.delta.CreateDeltaWatch(req, sub, out)
 }
 
-func (s scopes) Fetch(context.Context, *cache.Request) (cache.Response, error) {
+func (s split) Fetch(context.Context, *cache.Request) (cache.Response, error) {
 	return nil, errors.New("fetch is not served")
 }
 
-func (s scopes) update(upserts map[string]types.Resource, deletes []string) error {
-	if err := s.sotw.update(upserts, deletes); err != nil {
+func (s split) update(upserts map[string]types.Resource, deletes []string) error {
+	if err := s.delta.update(upserts, deletes); err != nil {
 		return err
 	}
-	return s.delta.UpdateResources(upserts, deletes)
+	return s.sotw.update(upserts, deletes)
 }
 
-func (s scopes) len() int { return s.delta.NumResources() }
+func (s split) len() int { return s.delta.len() }
+
+// deltaLogCap bounds each type's change log; a delta client further behind rescans.
+const deltaLogCap = 100_000
 
 // caches holds one cache per served type and routes each watch to its type's cache.
 type caches struct {
@@ -69,12 +74,11 @@ type caches struct {
 func newCaches(versionPrefix string) *caches {
 	c := &caches{byType: map[string]typeCache{}}
 	for _, typ := range envoybuild.TypeOrder {
-		lc := cache.NewLinearCache(typ, cache.WithVersionPrefix(versionPrefix))
+		var sotw sotwCache = linear{cache.NewLinearCache(typ, cache.WithVersionPrefix(versionPrefix))}
 		if typ == resource.ScopedRouteType {
-			c.byType[typ] = scopes{delta: lc, sotw: newFullStateCache(typ, versionPrefix)}
-			continue
+			sotw = newFullStateCache(typ, versionPrefix)
 		}
-		c.byType[typ] = linear{lc}
+		c.byType[typ] = split{sotw: sotw, delta: newDeltaCache(typ, versionPrefix, deltaLogCap)}
 	}
 	return c
 }

@@ -202,13 +202,14 @@ func (s *Server) isReady() bool {
 	}
 }
 
-// GRPCOptions are the options of the ADS gRPC server: message limits raised for the large requests
-// of reconnecting Envoys, and keepalives so dead connections are noticed.
+// GRPCOptions are the options of the ADS gRPC server: the receive limit raised for the large requests
+// of reconnecting Envoys (which name every resource they hold), and keepalives so dead connections
+// are noticed.
 func (s *Server) GRPCOptions() []grpc.ServerOption {
 	x := s.params.XDS
 	return []grpc.ServerOption{
+		// The first response to a new Envoy carries every tenant: sends stay unlimited (gRPC's default).
 		grpc.MaxRecvMsgSize(x.MaxMessageBytes),
-		grpc.MaxSendMsgSize(x.MaxMessageBytes),
 		grpc.MaxConcurrentStreams(100_000),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: x.Keepalive.D(), Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),

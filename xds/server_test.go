@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -210,10 +209,7 @@ func TestADS_PlanChangeReachesRoutesOnly(t *testing.T) {
 	if _, err := reg.Update(context.Background(), cur); err != nil {
 		t.Fatal(err)
 	}
-	waitAll(t, cs, "new plan in the route", func(c *adsClient) bool {
-		rc, ok := c.res[resource.RouteType][scopeOf("acme")]
-		return ok && strings.Contains(fmt.Sprint(rc), "enterprise")
-	})
+	waitAll(t, cs, "new plan in the route", func(c *adsClient) bool { return c.planOf(scopeOf("acme")) == "enterprise" })
 	for i, c := range cs {
 		after, _ := c.counts()
 		for _, typ := range []string{resource.ClusterType, resource.ScopedRouteType, resource.ListenerType} {
