@@ -86,6 +86,11 @@ func TestCreate_EachModelMakesExactlyWhatItShouldAndMailsOnce(t *testing.T) {
 				t.Errorf("registry resources: %+v", res)
 			}
 
+			// The tenant's tables, and for pool tenants their row-level security.
+			if got, want := e.tenantTables(t, v.Tenant), []string{"goose_db_version", "tenant_profile", "users"}; !slices.Equal(got, want) {
+				t.Errorf("tenant tables %v, want %v", got, want)
+			}
+
 			// The email carries the one-time token whose hash is stored with the owner.
 			mails := e.smtp.to(req.AdminEmail)
 			token := invitationToken(t, mails[0])
@@ -301,4 +306,32 @@ func TestFaults_KilledWhileCompensatingEndsEmpty(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tenantTables lists the tables where the tenant's data lives; for the pool schema, only tables
+// with row-level security enabled and forced and a policy are listed.
+func (e *env) tenantTables(t testing.TB, tn tenant.Tenant) []string {
+	t.Helper()
+	ctx := context.Background()
+	q := `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relkind = 'r' AND ($2 = false OR c.relname = 'goose_db_version'
+			OR (c.relrowsecurity AND c.relforcerowsecurity AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)))
+		ORDER BY 1`
+	var db interface {
+		Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	} = e.db
+	if tn.Model == tenant.Bridge || tn.Model == tenant.Silo {
+		conn := must[*pgxConn](t)(connect(ctx, strings.Replace(e.url, e.url[strings.LastIndex(e.url, "/")+1:], tn.Resources.Database, 1)))
+		defer conn.Close(ctx)
+		db = conn
+	}
+	rows, err := db.Query(ctx, q, tn.Resources.Schema, tn.Model == tenant.Pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
 }
