@@ -10,8 +10,9 @@ import (
 
 // topTenants estimates the busiest tenants of one component with the Space-Saving algorithm: it
 // tracks at most capacity tenants, and a newcomer replaces the least counted one, inheriting its
-// count (so a count over-estimates by at most the replaced count, reported as the error bound).
-// Memory is bounded by capacity whatever the number of tenants.
+// count as its error (its true count lies between count-err and count). Every tenant with more
+// than total/capacity requests is guaranteed to be tracked. Memory is bounded by capacity
+// (about 100 bytes a tenant) whatever the number of tenants.
 type topTenants struct {
 	mu       sync.Mutex
 	capacity int
@@ -27,10 +28,7 @@ type topEntry struct {
 }
 
 func newTopTenants(n int) *topTenants {
-	c := 4 * n
-	if c < 16 {
-		c = 16
-	}
+	c := max(10*n, 64)
 	return &topTenants{capacity: c, byID: make(map[string]*topEntry, c)}
 }
 
@@ -56,7 +54,8 @@ func (t *topTenants) add(id string) {
 	heap.Fix(&t.order, 0)
 }
 
-// top returns the n most counted tenants, most first.
+// top returns the n tenants with the highest guaranteed count (count-err), most first; a tenant
+// just admitted in place of another ranks by what it surely sent, not by what it inherited.
 func (t *topTenants) top(n int) []topEntry {
 	t.mu.Lock()
 	out := make([]topEntry, 0, len(t.order))
@@ -65,8 +64,9 @@ func (t *topTenants) top(n int) []topEntry {
 	}
 	t.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
-		if out[i].count != out[j].count {
-			return out[i].count > out[j].count
+		gi, gj := out[i].count-out[i].err, out[j].count-out[j].err
+		if gi != gj {
+			return gi > gj
 		}
 		return out[i].id < out[j].id
 	})
@@ -109,7 +109,7 @@ func newTopCollector(n int, components ...string) *topCollector {
 		n:     n,
 		byCmp: make(map[string]*topTenants, len(components)),
 		desc: prometheus.NewDesc("tenantgate_top_tenant_requests",
-			"Requests of the busiest tenants since start, by component (an estimate that over-counts by at most tenantgate_top_tenant_requests_error). Only with telemetry.metrics.top_tenants set.",
+			"Requests of the busiest tenants since start, by component: a lower bound, the true count may exceed it by up to tenantgate_top_tenant_requests_error. Only with telemetry.metrics.top_tenants set.",
 			[]string{"component", "tenant_id"}, nil),
 	}
 	for _, name := range components {
@@ -119,7 +119,7 @@ func newTopCollector(n int, components ...string) *topCollector {
 }
 
 var topErrorDesc = prometheus.NewDesc("tenantgate_top_tenant_requests_error",
-	"Upper bound of the over-count of tenantgate_top_tenant_requests for the same tenant.",
+	"How many more requests than tenantgate_top_tenant_requests the same tenant may have sent.",
 	[]string{"component", "tenant_id"}, nil)
 
 func (c *topCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -130,7 +130,7 @@ func (c *topCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *topCollector) Collect(ch chan<- prometheus.Metric) {
 	for name, t := range c.byCmp {
 		for _, e := range t.top(c.n) {
-			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(e.count), name, e.id)
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(e.count-e.err), name, e.id)
 			ch <- prometheus.MustNewConstMetric(topErrorDesc, prometheus.GaugeValue, float64(e.err), name, e.id)
 		}
 	}
