@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -299,6 +300,9 @@ func BenchmarkBuildServe_100kTenants(b *testing.B) {
 		child.line(b, "synced")
 		served := time.Since(start)
 		heapServed := heapInuse()
+		if path := os.Getenv("TENANTGATE_XDS_HEAP_PROFILE"); path != "" {
+			writeHeapProfile(b, path)
+		}
 		b.ReportMetric(float64(heapServed-heapStart)/(1<<20), "total-heap-MiB")
 		b.ReportMetric(float64(heapRegistry-heapStart)/(1<<20), "memory-registry-heap-MiB")
 		b.ReportMetric(float64(heapBuilt-heapRegistry)/(1<<20), "xds-built-heap-MiB")
@@ -309,5 +313,16 @@ func BenchmarkBuildServe_100kTenants(b *testing.B) {
 		if heapServed-heapStart > 1<<30 {
 			b.Errorf("100,000 tenants took %d MiB of heap, over the 1 GiB goal", (heapServed-heapStart)>>20)
 		}
+	}
+}
+
+func writeHeapProfile(tb testing.TB, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		tb.Fatal(err)
 	}
 }
