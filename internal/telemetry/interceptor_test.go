@@ -192,7 +192,7 @@ func TestCheck_ContinuesEnvoysTrace(t *testing.T) {
 			}
 			attrs := map[string]string{}
 			for _, kv := range s.Attributes {
-				attrs[string(kv.Key)] = kv.Value.Emit()
+				attrs[string(kv.Key)] = kv.Value.String()
 			}
 			if attrs["tenantgate.tenant_id"] != tenantA || attrs["tenantgate.decision"] != DecisionAllowed {
 				t.Errorf("span attributes %v", attrs)
@@ -246,7 +246,6 @@ func TestShouldRateLimit_ContinuesTraceFromMetadata(t *testing.T) {
 		t.Errorf("unknown tenant counted %v times under plan=unknown, want 1", got)
 	}
 }
-
 
 // TestCheck_LogLinesCarryRequestAndTenant: a line the handler logs with the request's context
 // carries the request id and the trace id; the interceptor's own line after the decision also
