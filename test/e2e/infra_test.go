@@ -311,14 +311,14 @@ func startIssuer(t *testing.T, dir string) *issuer {
 		t.Fatal(err)
 	}
 	iss := &issuer{url: "https://issuer.e2e.test", key: key, kid: "e2e-1"}
-	pad := func(b []byte) string {
-		out := make([]byte, 32)
-		copy(out[32-len(b):], b)
-		return base64.RawURLEncoding.EncodeToString(out)
+	pub, err := key.PublicKey.Bytes() // 0x04 || X || Y, 32 bytes each
+	if err != nil {
+		t.Fatal(err)
 	}
+	coord := func(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 	jwks, _ := json.Marshal(map[string]any{"keys": []any{map[string]string{
 		"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": iss.kid,
-		"x": pad(key.PublicKey.X.Bytes()), "y": pad(key.PublicKey.Y.Bytes()),
+		"x": coord(pub[1:33]), "y": coord(pub[33:]),
 	}}})
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/jwks" {
