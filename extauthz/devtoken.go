@@ -108,7 +108,8 @@ type DevToken struct {
 	Audience    string
 	Subject     string
 	TenantClaim string // default tenant_id
-	Tenant      string
+	Tenant      string // may be empty only for a token with a Scope (an admin token)
+	Scope       string // space-separated scopes, such as tenantgate:admin; none if empty
 	TTL         time.Duration
 	Now         time.Time // default time.Now()
 }
@@ -124,22 +125,27 @@ func (k *DevKey) Mint(t DevToken) (string, error) {
 	if t.Now.IsZero() {
 		t.Now = time.Now()
 	}
-	if t.Audience == "" || t.Tenant == "" || t.TTL <= 0 {
-		return "", errors.New("mint dev token: audience, tenant and a positive ttl are required")
+	if t.Audience == "" || (t.Tenant == "" && t.Scope == "") || t.TTL <= 0 {
+		return "", errors.New("mint dev token: audience, a tenant or a scope, and a positive ttl are required")
 	}
 	jti := make([]byte, 12)
 	if _, err := rand.Read(jti); err != nil {
 		return "", err
 	}
 	claims := jwt.MapClaims{
-		"iss":         t.Issuer,
-		"aud":         t.Audience,
-		"sub":         t.Subject,
-		"iat":         t.Now.Unix(),
-		"nbf":         t.Now.Unix(),
-		"exp":         t.Now.Add(t.TTL).Unix(),
-		"jti":         base64.RawURLEncoding.EncodeToString(jti),
-		t.TenantClaim: t.Tenant,
+		"iss": t.Issuer,
+		"aud": t.Audience,
+		"sub": t.Subject,
+		"iat": t.Now.Unix(),
+		"nbf": t.Now.Unix(),
+		"exp": t.Now.Add(t.TTL).Unix(),
+		"jti": base64.RawURLEncoding.EncodeToString(jti),
+	}
+	if t.Tenant != "" {
+		claims[t.TenantClaim] = t.Tenant
+	}
+	if t.Scope != "" {
+		claims["scope"] = t.Scope
 	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
 	tok.Header["kid"] = k.id

@@ -1,9 +1,11 @@
 package extauthz
 
 import (
+	"context"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -49,4 +51,46 @@ func TestDevToken_TrustedOnlyWhereConfigured(t *testing.T) {
 	dev := startServer(t, authzConfig(config.Issuer{Issuer: DevIssuer, Audiences: []string{"tenantgate"}, JWKSFile: jwksPath}), allTenants(), http.DefaultClient)
 	waitReady(t, dev)
 	assertAllowed(t, check(t, dev, checkReq("x", bearer(tok), nil)), acme, "dev")
+}
+
+// TestDevToken_AdminScopeWithoutTenant: a dev token may carry a scope instead of a tenant (an admin
+// token for the provisioner API); the verifier reads the scope, and a token with neither is refused.
+func TestDevToken_AdminScopeWithoutTenant(t *testing.T) {
+	dir := t.TempDir()
+	jwksPath := filepath.Join(dir, "dev-jwks.json")
+	key, err := GenerateDevKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := key.Save(filepath.Join(dir, "dev-key.json"), jwksPath); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := key.Mint(DevToken{Audience: "tenantgate", TTL: time.Hour}); err == nil {
+		t.Fatal("minted a token with neither tenant nor scope")
+	}
+	tok, err := key.Mint(DevToken{Audience: "tenantgate", Subject: "admin", Scope: "tenantgate:admin other", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := authzConfig(config.Issuer{Issuer: DevIssuer, Audiences: []string{"tenantgate"}, JWKSFile: jwksPath})
+	v, err := NewVerifier(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- v.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(5 * time.Second); v.Ready() != nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal(v.Ready())
+		}
+	}
+	c, err := v.Verify(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Tenant != "" || !slices.Contains(c.Scope, "tenantgate:admin") || c.Subject != "admin" {
+		t.Fatalf("claims = %+v, want no tenant, scope tenantgate:admin, subject admin", c)
+	}
 }

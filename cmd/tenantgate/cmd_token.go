@@ -24,6 +24,7 @@ type tokenFlags struct {
 	subject     string
 	audience    string
 	tenantClaim string
+	scope       string
 	ttl         time.Duration
 }
 
@@ -32,7 +33,7 @@ type tokenFlags struct {
 func newTokenCmd() *cobra.Command {
 	var f tokenFlags
 	cmd := &cobra.Command{
-		Use:   "token --tenant <id|slug>",
+		Use:   "token --tenant <id|slug> | --scope <scopes>",
 		Short: "Mint a development token for a tenant (trusted only where authz.issuers lists the dev issuer)",
 		Long: `Mint a development token for a tenant, signed by a local development key.
 
@@ -55,12 +56,12 @@ A slug is resolved to the tenant id through the tenants file of --config.`,
 	fl.StringVar(&f.keyPath, "key", "tenantgate-dev-key.json", "development private key (created if missing)")
 	fl.StringVar(&f.jwksPath, "jwks", "tenantgate-dev-jwks.json", "public JWKS of the development key (written with a new key)")
 	fl.StringVar(&f.configPath, "config", "", "config file whose tenants_file resolves slugs")
-	fl.StringVar(&f.tenant, "tenant", "", "tenant id, or slug to resolve through the tenants file (required)")
+	fl.StringVar(&f.tenant, "tenant", "", "tenant id, or slug to resolve through the tenants file (required unless --scope is given)")
+	fl.StringVar(&f.scope, "scope", "", "space-separated scopes, such as tenantgate:admin for the provisioner API")
 	fl.StringVar(&f.subject, "subject", "dev", "token subject (sub)")
 	fl.StringVar(&f.audience, "audience", "tenantgate", "token audience (aud)")
 	fl.StringVar(&f.tenantClaim, "tenant-claim", config.DefaultTenantClaim, "name of the tenant claim")
 	fl.DurationVar(&f.ttl, "ttl", time.Hour, "token lifetime (at most 24h)")
-	_ = cmd.MarkFlagRequired("tenant")
 	return cmd
 }
 
@@ -68,9 +69,15 @@ func runToken(cmd *cobra.Command, f *tokenFlags) error {
 	if f.ttl <= 0 || f.ttl > 24*time.Hour {
 		return errors.New("--ttl must be between 1s and 24h")
 	}
-	id, err := resolveTenant(f)
-	if err != nil {
-		return err
+	if f.tenant == "" && f.scope == "" {
+		return errors.New("--tenant is required (or --scope for a token without a tenant, such as an admin token)")
+	}
+	var id string
+	if f.tenant != "" {
+		var err error
+		if id, err = resolveTenant(f); err != nil {
+			return err
+		}
 	}
 	key, err := extauthz.LoadDevKey(f.keyPath)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -88,7 +95,7 @@ func runToken(cmd *cobra.Command, f *tokenFlags) error {
 		return err
 	}
 	tok, err := key.Mint(extauthz.DevToken{
-		Audience: f.audience, Subject: f.subject, TenantClaim: f.tenantClaim, Tenant: id, TTL: f.ttl,
+		Audience: f.audience, Subject: f.subject, TenantClaim: f.tenantClaim, Tenant: id, Scope: f.scope, TTL: f.ttl,
 	})
 	if err != nil {
 		return err
