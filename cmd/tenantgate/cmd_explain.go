@@ -328,11 +328,7 @@ func explainRateLimit(ctx context.Context, out io.Writer, f *explainFlags, conn 
 		return fmt.Errorf("ShouldRateLimit at %s: %w", f.grpcAddr, err)
 	}
 	fmt.Fprintf(out, "  asked    tenant_id=%s endpoint=%s (hits_addend 0: nothing counted)\n", tenantID, endpoint)
-	verdict := "OK"
-	if resp.GetOverallCode() == rlsv3.RateLimitResponse_OVER_LIMIT {
-		verdict = "OVER_LIMIT: Envoy answers 429 Too Many Requests"
-	}
-	fmt.Fprintf(out, "  %s\n", verdict)
+	fmt.Fprintf(out, "  %s\n", rateLimitVerdict(resp))
 	for _, st := range resp.GetStatuses() {
 		if st.GetCurrentLimit() == nil {
 			continue
@@ -350,6 +346,20 @@ func explainRateLimit(ctx context.Context, out io.Writer, f *explainFlags, conn 
 		fmt.Fprintln(out, h)
 	}
 	return nil
+}
+
+// rateLimitVerdict says what the request itself would get. Asked with hits_addend 0 the service
+// admits while nothing is over; a window with nothing remaining refuses the next request.
+func rateLimitVerdict(resp *rlsv3.RateLimitResponse) string {
+	if resp.GetOverallCode() == rlsv3.RateLimitResponse_OVER_LIMIT {
+		return "OVER_LIMIT: Envoy answers 429 Too Many Requests"
+	}
+	for _, st := range resp.GetStatuses() {
+		if st.GetCurrentLimit() != nil && st.GetLimitRemaining() == 0 {
+			return "OVER_LIMIT: the window is used up, so this request gets 429 Too Many Requests"
+		}
+	}
+	return "OK: within every window"
 }
 
 // rateLimitRequest is what Envoy's rate-limit filter sends for a tenant route, with the descriptor's
