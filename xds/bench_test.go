@@ -276,8 +276,15 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // bigRouteConfiguration merges every published tenant route configuration into one.
 func bigRouteConfiguration(s *Server) *routev3.RouteConfiguration {
 	out := &routev3.RouteConfiguration{Name: "all-tenants"}
-	for _, m := range s.caches.byType[resource.RouteType].(split).sotw.(linear).GetResources() {
-		out.VirtualHosts = append(out.VirtualHosts, m.(*routev3.RouteConfiguration).GetVirtualHosts()...)
+	dc := s.caches.byType[resource.RouteType].delta
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	for _, e := range dc.res {
+		var rc routev3.RouteConfiguration
+		if err := e.packed.UnmarshalTo(&rc); err != nil {
+			panic(err)
+		}
+		out.VirtualHosts = append(out.VirtualHosts, rc.GetVirtualHosts()...)
 	}
 	return out
 }

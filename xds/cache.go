@@ -3,28 +3,19 @@ package xds
 import (
 	"context"
 	"errors"
-	"fmt"
 
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/tenantgate/tenantgate/xds/envoybuild"
 )
 
-// typeCache is the cache of one resource type: what the ADS server watches and the publisher writes.
-type typeCache interface {
-	cache.Cache
-	update(upserts map[string]types.Resource, deletes []string) error
-	len() int
-}
-
-// split serves each type twice over the same resources: state-of-the-world clients from a
-// go-control-plane LinearCache (which returns the full set for listeners and clusters, as Envoy
-// requires) or, for scopes, from a cache that always returns every scope (Envoy treats an SRDS
-// response as the complete set; LinearCache would send only the changed scopes, and every other
-// tenant's scope would vanish); delta clients from a deltaCache, whose cost follows the change.
+// split serves one type to both kinds of client from the same marshaled resources:
+//   - delta clients from a deltaCache, whose cost follows the change, not the number of tenants;
+//   - state-of-the-world clients from a fullStateCache for listeners, clusters and scopes (Envoy
+//     treats each such response as the complete set; go-control-plane's LinearCache would send only
+//     the changed scopes, and every other tenant's scope would vanish), and from a namedCache for
+//     route configurations and endpoints.
 type split struct {
 	sotw  sotwCache
 	delta *deltaCache
@@ -32,14 +23,7 @@ type split struct {
 
 type sotwCache interface {
 	cache.Cache
-	update(upserts map[string]types.Resource, deletes []string) error
-}
-
-// linear adapts a LinearCache.
-type linear struct{ *cache.LinearCache }
-
-func (l linear) update(upserts map[string]types.Resource, deletes []string) error {
-	return l.UpdateResources(upserts, deletes)
+	update(upserts map[string]packed, deletes []string)
 }
 
 func (s split) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
@@ -54,11 +38,9 @@ func (s split) Fetch(context.Context, *cache.Request) (cache.Response, error) {
 	return nil, errors.New("fetch is not served")
 }
 
-func (s split) update(upserts map[string]types.Resource, deletes []string) error {
-	if err := s.delta.update(upserts, deletes); err != nil {
-		return err
-	}
-	return s.sotw.update(upserts, deletes)
+func (s split) update(upserts map[string]packed, deletes []string) {
+	s.delta.update(upserts, deletes)
+	s.sotw.update(upserts, deletes)
 }
 
 func (s split) len() int { return s.delta.len() }
@@ -68,15 +50,18 @@ const deltaLogCap = 100_000
 
 // caches holds one cache per served type and routes each watch to its type's cache.
 type caches struct {
-	byType map[string]typeCache
+	byType map[string]split
 }
 
 func newCaches(versionPrefix string) *caches {
-	c := &caches{byType: map[string]typeCache{}}
+	c := &caches{byType: map[string]split{}}
 	for _, typ := range envoybuild.TypeOrder {
-		var sotw sotwCache = linear{cache.NewLinearCache(typ, cache.WithVersionPrefix(versionPrefix))}
-		if typ == resource.ScopedRouteType {
+		var sotw sotwCache
+		switch typ {
+		case resource.ListenerType, resource.ClusterType, resource.ScopedRouteType:
 			sotw = newFullStateCache(typ, versionPrefix)
+		default:
+			sotw = newNamedCache(typ, versionPrefix)
 		}
 		c.byType[typ] = split{sotw: sotw, delta: newDeltaCache(typ, versionPrefix, deltaLogCap)}
 	}
@@ -108,18 +93,11 @@ func (c *caches) Fetch(context.Context, *cache.Request) (cache.Response, error) 
 }
 
 // update writes one type's changes.
-func (c *caches) update(typ string, upserts map[string]proto.Message, deletes []string) error {
+func (c *caches) update(typ string, upserts map[string]packed, deletes []string) {
 	if len(upserts) == 0 && len(deletes) == 0 {
-		return nil
+		return
 	}
-	res := make(map[string]types.Resource, len(upserts))
-	for name, m := range upserts {
-		res[name] = m
-	}
-	if err := c.byType[typ].update(res, deletes); err != nil {
-		return fmt.Errorf("update %s cache: %w", shortType(typ), err)
-	}
-	return nil
+	c.byType[typ].update(upserts, deletes)
 }
 
 // shortType is a type URL's last name ("Cluster"), a bounded metric label.

@@ -2,8 +2,6 @@ package xds
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,9 +10,7 @@ import (
 	"sync"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -122,27 +118,16 @@ func (c *deltaCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscri
 	}, nil
 }
 
-// update marshals the changes once, logs them and answers every watch they concern.
-func (c *deltaCache) update(upserts map[string]types.Resource, deletes []string) error {
-	packed := make(map[string]*deltaEntry, len(upserts))
-	for name, m := range upserts {
-		raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-		if err != nil {
-			return fmt.Errorf("marshal %s: %w", name, err)
-		}
-		packed[name] = &deltaEntry{
-			packed:  &anypb.Any{TypeUrl: c.typeURL, Value: raw},
-			version: shortHash(raw),
-		}
-	}
+// update applies the changes, logs them and answers every watch they concern.
+func (c *deltaCache) update(upserts map[string]packed, deletes []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	names := make([]string, 0, len(packed)+len(deletes))
-	for name, e := range packed {
-		if old, ok := c.res[name]; ok && old.version == e.version {
+	names := make([]string, 0, len(upserts)+len(deletes))
+	for name, p := range upserts {
+		if old, ok := c.res[name]; ok && old.version == p.version {
 			continue
 		}
-		c.res[name] = e
+		c.res[name] = &deltaEntry{packed: p.any, version: p.version}
 		names = append(names, name)
 	}
 	for _, name := range deletes {
@@ -152,7 +137,7 @@ func (c *deltaCache) update(upserts map[string]types.Resource, deletes []string)
 		}
 	}
 	if len(names) == 0 {
-		return nil
+		return
 	}
 	c.seq++
 	for _, name := range names {
@@ -166,7 +151,6 @@ func (c *deltaCache) update(upserts map[string]types.Resource, deletes []string)
 			delete(c.watches, id)
 		}
 	}
-	return nil
 }
 
 func (c *deltaCache) marker() string { return c.epoch + ":" + strconv.FormatUint(c.seq, 10) }
@@ -277,11 +261,4 @@ func (c *deltaCache) respond(w *deltaWatch, names []string, replyEmpty bool) boo
 		},
 	}
 	return true
-}
-
-// shortHash is a resource version: 64 bits of the content's SHA-256, in hex. Every delta client's
-// version map holds one per resource, so the 16 characters (instead of 64) matter at scale.
-func shortHash(raw []byte) string {
-	sum := sha256.Sum256(raw)
-	return hex.EncodeToString(sum[:8])
 }

@@ -9,15 +9,14 @@ import (
 	"sync"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // fullStateCache is a state-of-the-world cache whose every response holds every resource (that the
-// subscription names). Each resource is marshaled once, when it is set; the list of them once per
-// version; every response shares both.
+// subscription names), as Envoy requires for listeners, clusters and scopes: it treats each such
+// response as the complete set. Resources come marshaled; the list of them is built once per version
+// and shared by every response.
 type fullStateCache struct {
 	typeURL string
 	prefix  string
@@ -107,19 +106,11 @@ func (c *fullStateCache) stale(sub cache.Subscription) bool {
 }
 
 // update applies the changes and answers every open watch with the new full set.
-func (c *fullStateCache) update(upserts map[string]types.Resource, deletes []string) error {
-	packed := make(map[string]*anypb.Any, len(upserts))
-	for name, m := range upserts {
-		a := &anypb.Any{}
-		if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
-			return err
-		}
-		packed[name] = a
-	}
+func (c *fullStateCache) update(upserts map[string]packed, deletes []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for name, a := range packed {
-		c.resources[name] = a
+	for name, p := range upserts {
+		c.resources[name] = p.any
 	}
 	for _, name := range deletes {
 		delete(c.resources, name)
@@ -130,7 +121,6 @@ func (c *fullStateCache) update(upserts map[string]types.Resource, deletes []str
 		c.respond(w)
 		delete(c.watches, id)
 	}
-	return nil
 }
 
 // respond sends the full set to one watch. c.mu is held.

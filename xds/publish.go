@@ -1,7 +1,6 @@
 package xds
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -14,94 +13,120 @@ import (
 	"github.com/tenantgate/tenantgate/xds/envoybuild"
 )
 
-// state is what has been published: the resources of every tenant that has any, and how many
-// published routes send to each cluster. Only the publisher goroutine touches it.
+// state is what has been published: per tenant, the names and versions of its resources and the
+// clusters its routes use; and how many published routes use each cluster. Only the publisher
+// goroutine touches it. It keeps no built messages: those live on only as marshaled bytes in the
+// caches.
 type state struct {
-	tenants     map[string]envoybuild.TenantResources // by tenant id
-	clusters    map[string]bool                       // every published cluster
-	clusterRefs map[string]int                        // published route configurations per cluster
+	tenants     map[string]record // by tenant id
+	clusters    map[string]bool   // every published cluster
+	clusterRefs map[string]int    // published route configurations per cluster
 }
 
+// record is one tenant's published resources.
+type record struct {
+	res           [4]ref // in tenantTypes order
+	routeClusters []string
+}
+
+// ref names one published resource and its version; an empty name is none.
+type ref struct{ name, version string }
+
+// tenantTypes are the types a tenant has resources of, as indexed in record.res.
+var tenantTypes = [4]string{resource.ScopedRouteType, resource.RouteType, resource.ClusterType, resource.EndpointType}
+
+const clusterIdx = 2
+
 func newState() *state {
-	return &state{
-		tenants:     map[string]envoybuild.TenantResources{},
-		clusters:    map[string]bool{},
-		clusterRefs: map[string]int{},
-	}
+	return &state{tenants: map[string]record{}, clusters: map[string]bool{}, clusterRefs: map[string]int{}}
 }
 
 // changeSet is a set of upserts and deletions by type.
 type changeSet struct {
-	upserts map[string]map[string]proto.Message
+	upserts map[string]map[string]packed
 	deletes map[string][]string
 }
 
 func newChangeSet() changeSet {
-	return changeSet{upserts: map[string]map[string]proto.Message{}, deletes: map[string][]string{}}
+	return changeSet{upserts: map[string]map[string]packed{}, deletes: map[string][]string{}}
 }
 
-func (c changeSet) upsert(typ, name string, m proto.Message) {
+func (c changeSet) upsert(typ, name string, p packed) {
 	if c.upserts[typ] == nil {
-		c.upserts[typ] = map[string]proto.Message{}
+		c.upserts[typ] = map[string]packed{}
 	}
-	c.upserts[typ][name] = m
+	c.upserts[typ][name] = p
 }
 
 func (c changeSet) delete(typ, name string) { c.deletes[typ] = append(c.deletes[typ], name) }
 
 func (c changeSet) empty() bool { return len(c.upserts) == 0 && len(c.deletes) == 0 }
 
-// tenantDiff is one tenant's change: what to send and what it will look like once sent.
+func (c changeSet) merge(o changeSet) {
+	for typ, m := range o.upserts {
+		for name, p := range m {
+			c.upsert(typ, name, p)
+		}
+	}
+	for typ, names := range o.deletes {
+		c.deletes[typ] = append(c.deletes[typ], names...)
+	}
+}
+
+// tenantDiff is one tenant's change: what to send, and its record once sent.
 type tenantDiff struct {
 	id      string
-	next    envoybuild.TenantResources
-	present bool // next holds resources (the tenant is active)
+	next    record
+	present bool
 	changes changeSet
 }
 
-// diffTenant compares the tenant's published resources with the ones it should have now.
-func (s *state) diffTenant(id string, next envoybuild.TenantResources, present bool) (tenantDiff, bool) {
+// diffTenant packs the tenant's resources as they should be now and compares them with what was
+// published, by content version.
+func (s *state) diffTenant(id string, next envoybuild.TenantResources, present bool) (tenantDiff, error) {
 	prev, had := s.tenants[id]
-	d := tenantDiff{id: id, next: next, present: present, changes: newChangeSet()}
-	pairs := []struct {
-		typ        string
-		prev, next proto.Message
-		prevName   string
-		nextName   string
-	}{
-		{resource.ScopedRouteType, prev.Scope, next.Scope, prev.Scope.GetName(), next.Scope.GetName()},
-		{resource.RouteType, prev.Route, next.Route, prev.Route.GetName(), next.Route.GetName()},
-		{resource.ClusterType, prev.Cluster, next.Cluster, prev.Cluster.GetName(), next.Cluster.GetName()},
-		{resource.EndpointType, prev.Endpoints, next.Endpoints, prev.Endpoints.GetClusterName(), next.Endpoints.GetClusterName()},
-	}
-	for _, p := range pairs {
-		hasPrev := had && p.prevName != ""
-		hasNext := present && p.nextName != ""
-		if hasNext && (!hasPrev || p.prevName != p.nextName || !proto.Equal(p.prev, p.next)) {
-			d.changes.upsert(p.typ, p.nextName, p.next)
+	d := tenantDiff{id: id, present: present, changes: newChangeSet()}
+	if present {
+		msgs := [4]proto.Message{next.Scope, next.Route, next.Cluster, next.Endpoints}
+		names := [4]string{next.Scope.GetName(), next.Route.GetName(), next.Cluster.GetName(), next.Endpoints.GetClusterName()}
+		for i, m := range msgs {
+			if names[i] == "" {
+				continue
+			}
+			p, err := pack(tenantTypes[i], m)
+			if err != nil {
+				return tenantDiff{}, fmt.Errorf("tenant %s: %w", id, err)
+			}
+			d.next.res[i] = ref{name: names[i], version: p.version}
+			if !had || prev.res[i] != d.next.res[i] {
+				d.changes.upsert(tenantTypes[i], names[i], p)
+			}
 		}
-		if hasPrev && (!hasNext || p.prevName != p.nextName) {
-			d.changes.delete(p.typ, p.prevName)
+		d.next.routeClusters = envoybuild.RouteClusters(next.Route)
+	}
+	if had {
+		for i, r := range prev.res {
+			if r.name != "" && r.name != d.next.res[i].name {
+				d.changes.delete(tenantTypes[i], r.name)
+			}
 		}
 	}
-	return d, !d.changes.empty()
+	return d, nil
 }
 
 // checkDiff verifies that after the diff every route the tenant publishes sends to a cluster that
-// exists, and that no cluster it removes is still used by a published route.
+// exists, and that no cluster it removes is still used by another published route.
 func (s *state) checkDiff(d tenantDiff) error {
-	if d.present {
-		for _, c := range envoybuild.RouteClusters(d.next.Route) {
-			own := d.next.Cluster != nil && d.next.Cluster.GetName() == c
-			if !own && !s.clusters[c] {
-				return fmt.Errorf("%w: tenant %s route %s sends to missing cluster %s", envoybuild.ErrDangling, d.id, d.next.Route.GetName(), c)
-			}
+	own := d.next.res[clusterIdx].name
+	for _, c := range d.next.routeClusters {
+		if c != own && !s.clusters[c] {
+			return fmt.Errorf("%w: tenant %s routes to missing cluster %s", envoybuild.ErrDangling, d.id, c)
 		}
 	}
 	prev := s.tenants[d.id]
 	for _, c := range d.changes.deletes[resource.ClusterType] {
 		refs := s.clusterRefs[c]
-		if prev.Route != nil && slices.Contains(envoybuild.RouteClusters(prev.Route), c) {
+		if slices.Contains(prev.routeClusters, c) {
 			refs-- // the tenant's own route, which changes with it
 		}
 		if refs > 0 {
@@ -114,13 +139,13 @@ func (s *state) checkDiff(d tenantDiff) error {
 // commit records the diff as published.
 func (s *state) commit(d tenantDiff) {
 	if prev, ok := s.tenants[d.id]; ok {
-		for _, c := range envoybuild.RouteClusters(prev.Route) {
+		for _, c := range prev.routeClusters {
 			if s.clusterRefs[c]--; s.clusterRefs[c] <= 0 {
 				delete(s.clusterRefs, c)
 			}
 		}
-		if prev.Cluster != nil {
-			delete(s.clusters, prev.Cluster.GetName())
+		if n := prev.res[clusterIdx].name; n != "" {
+			delete(s.clusters, n)
 		}
 	}
 	if !d.present {
@@ -128,11 +153,11 @@ func (s *state) commit(d tenantDiff) {
 		return
 	}
 	s.tenants[d.id] = d.next
-	for _, c := range envoybuild.RouteClusters(d.next.Route) {
+	for _, c := range d.next.routeClusters {
 		s.clusterRefs[c]++
 	}
-	if d.next.Cluster != nil {
-		s.clusters[d.next.Cluster.GetName()] = true
+	if n := d.next.res[clusterIdx].name; n != "" {
+		s.clusters[n] = true
 	}
 }
 
@@ -142,9 +167,15 @@ func (s *Server) publishStatic() error {
 	r := envoybuild.NewResources()
 	r.AddStatic(st)
 	for _, typ := range envoybuild.TypeOrder {
-		if err := s.caches.update(typ, r[typ], nil); err != nil {
-			return err
+		up := map[string]packed{}
+		for name, m := range r[typ] {
+			p, err := pack(typ, m)
+			if err != nil {
+				return err
+			}
+			up[name] = p
 		}
+		s.caches.update(typ, up, nil)
 	}
 	for _, c := range st.Clusters {
 		s.state.clusters[c.GetName()] = true
@@ -164,8 +195,11 @@ func (s *Server) publish(snap *snapshot.Snapshot, ids []string) error {
 		if t, ok := snap.ByID(id); ok {
 			next, present = s.params.Tenant(t)
 		}
-		d, changed := s.state.diffTenant(id, next, present)
-		if !changed {
+		d, err := s.state.diffTenant(id, next, present)
+		if err != nil {
+			return err
+		}
+		if d.changes.empty() {
 			continue
 		}
 		if err := s.state.checkDiff(d); err != nil {
@@ -174,24 +208,17 @@ func (s *Server) publish(snap *snapshot.Snapshot, ids []string) error {
 			continue
 		}
 		s.state.commit(d)
-		for typ, m := range d.changes.upserts {
-			for name, res := range m {
-				all.upsert(typ, name, res)
-			}
-		}
-		for typ, names := range d.changes.deletes {
-			all.deletes[typ] = append(all.deletes[typ], names...)
-		}
+		all.merge(d.changes)
 	}
-	return s.apply(all)
+	s.apply(all)
+	return nil
 }
 
 // apply pushes a change set in make-before-break order.
-func (s *Server) apply(c changeSet) error {
+func (s *Server) apply(c changeSet) {
 	steps := []struct {
-		typ     string
-		upserts bool
-		deletes bool
+		typ              string
+		upserts, deletes bool
 	}{
 		{resource.EndpointType, true, false},
 		{resource.ClusterType, true, false},
@@ -201,9 +228,8 @@ func (s *Server) apply(c changeSet) error {
 		{resource.ClusterType, false, true},
 		{resource.EndpointType, false, true},
 	}
-	var errs []error
 	for _, st := range steps {
-		var up map[string]proto.Message
+		var up map[string]packed
 		var del []string
 		if st.upserts {
 			up = c.upserts[st.typ]
@@ -211,11 +237,8 @@ func (s *Server) apply(c changeSet) error {
 		if st.deletes {
 			del = c.deletes[st.typ]
 		}
-		if err := s.caches.update(st.typ, up, del); err != nil {
-			errs = append(errs, err)
-		}
+		s.caches.update(st.typ, up, del)
 	}
-	return errors.Join(errs...)
 }
 
 // activeIDs lists every tenant id of a snapshot.

@@ -18,8 +18,8 @@ type XDS struct {
 	// NACKBackoffMax and resets when the Envoy accepts one.
 	NACKBackoff    Duration `yaml:"nack_backoff"`
 	NACKBackoffMax Duration `yaml:"nack_backoff_max"`
-	// MaxMessageBytes bounds one gRPC message in either direction (a reconnecting Envoy's request
-	// names every resource it holds).
+	// MaxMessageBytes bounds one gRPC message from an Envoy (a reconnecting Envoy's request names
+	// every resource it holds). Responses are not bounded: a new Envoy's first one holds every tenant.
 	MaxMessageBytes int `yaml:"max_message_bytes"`
 	// Keepalive is the interval of server pings on idle ADS connections.
 	Keepalive Duration `yaml:"keepalive"`
