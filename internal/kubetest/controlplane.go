@@ -110,6 +110,9 @@ func (cp *ControlPlane) start(ctx context.Context) error {
 		"--service-account-key-file="+cp.files["sa.key"], "--service-account-signing-key-file="+cp.files["sa.key"],
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--authorization-mode=RBAC",
+		// The kubernetes Service's endpoints would be this loopback address, which Endpoints refuse;
+		// nothing here needs that Service to lead anywhere.
+		"--endpoint-reconciler-type=none",
 		"--allow-privileged=true",
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
