@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -54,12 +55,38 @@ type adsClient struct {
 	version   map[string]string            // sotw: last accepted version by type
 	nonce     map[string]string            // last nonce by type
 	subs      map[string][]string          // sotw: named subscriptions (routes, endpoints)
+	versions  map[string]map[string]string // delta: version of every resource held, by type
+	received  map[string]int               // resources received, by type
+	resumed   bool                         // delta: reconnecting with what a previous client held
+	preload   map[string]map[string]proto.Message
 	deltaSubs map[string]map[string]string // delta: scope or cluster -> the route or endpoints it names
 }
 
 var wildcardTypes = []string{resource.ListenerType, resource.ClusterType, resource.ScopedRouteType}
 
 type clientOpt func(*adsClient)
+
+// resumeFrom starts a delta client holding what old held, announcing it as initial resource
+// versions, as a reconnecting Envoy does.
+func resumeFrom(old *adsClient) clientOpt {
+	return func(c *adsClient) {
+		old.mu.Lock()
+		defer old.mu.Unlock()
+		c.resumed = true
+		c.versions = map[string]map[string]string{}
+		for typ, m := range old.versions {
+			c.versions[typ] = maps.Clone(m)
+		}
+		c.deltaSubs = map[string]map[string]string{}
+		for typ, m := range old.deltaSubs {
+			c.deltaSubs[typ] = maps.Clone(m)
+		}
+		c.preload = map[string]map[string]proto.Message{}
+		for typ, m := range old.res {
+			c.preload[typ] = maps.Clone(m)
+		}
+	}
+}
 
 func lean() clientOpt { return func(c *adsClient) { c.lean = true } }
 
@@ -106,6 +133,7 @@ func dialADS(t testing.TB, addr, node string, delta bool, opts ...clientOpt) *ad
 	c := &adsClient{
 		node: node, delta: delta, conn: conn, cancel: cancel, done: make(chan struct{}),
 		res: map[string]map[string]proto.Message{}, responses: map[string]int{}, seenAt: map[string]time.Time{},
+		versions: map[string]map[string]string{}, received: map[string]int{},
 		version: map[string]string{}, nonce: map[string]string{}, subs: map[string][]string{},
 	}
 	c.changed = sync.NewCond(&c.mu)
@@ -114,7 +142,11 @@ func dialADS(t testing.TB, addr, node string, delta bool, opts ...clientOpt) *ad
 	}
 	for _, typ := range []string{resource.ListenerType, resource.ClusterType, resource.ScopedRouteType, resource.RouteType, resource.EndpointType} {
 		c.res[typ] = map[string]proto.Message{}
+		if c.preload[typ] != nil {
+			c.res[typ] = c.preload[typ]
+		}
 	}
+	c.preload = nil
 	go c.run(ctx)
 	t.Cleanup(c.close)
 	return c
@@ -210,12 +242,27 @@ func (c *adsClient) runDelta(ctx context.Context, ads discoveryv3.AggregatedDisc
 		return err
 	}
 	for i, typ := range wildcardTypes {
-		req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ}
+		req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ, InitialResourceVersions: c.versionsOf(typ)}
 		if i == 0 {
 			req.Node = node
 		}
 		if err := st.Send(req); err != nil {
 			return err
+		}
+	}
+	if c.resumed {
+		for typ, refs := range map[string]string{resource.RouteType: resource.ScopedRouteType, resource.EndpointType: resource.ClusterType} {
+			var names []string
+			for _, n := range c.deltaSubs[refs] {
+				names = append(names, n)
+			}
+			if len(names) == 0 {
+				continue
+			}
+			if err := st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ, ResourceNamesSubscribe: names,
+				InitialResourceVersions: c.versionsOf(typ)}); err != nil {
+				return err
+			}
 		}
 	}
 	for {
@@ -241,6 +288,18 @@ func (c *adsClient) runDelta(ctx context.Context, ads discoveryv3.AggregatedDisc
 			c.record(typ, proto.Size(resp), nil, nil, true, false)
 		} else {
 			c.record(typ, proto.Size(resp), got, resp.GetRemovedResources(), false, false)
+			c.mu.Lock()
+			if c.versions[typ] == nil {
+				c.versions[typ] = map[string]string{}
+			}
+			for _, r := range resp.GetResources() {
+				c.versions[typ][r.GetName()] = r.GetVersion()
+			}
+			for _, n := range resp.GetRemovedResources() {
+				delete(c.versions[typ], n)
+			}
+			c.received[typ] += len(resp.GetResources())
+			c.mu.Unlock()
 		}
 		if err := st.Send(ack); err != nil {
 			return err
@@ -321,6 +380,12 @@ func ignoreEnd(err error) error {
 		return nil
 	}
 	return err
+}
+
+func (c *adsClient) versionsOf(typ string) map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.versions[typ])
 }
 
 // check runs the client's reject hook.

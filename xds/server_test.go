@@ -422,3 +422,40 @@ func TestRun_CoalescesABurstIntoFewPublishes(t *testing.T) {
 		t.Errorf("20 quick changes took %d publishes, want them coalesced", n)
 	}
 }
+
+func TestADS_DeltaReconnectWithVersionsGetsOnlyWhatChanged(t *testing.T) {
+	reg := registry.NewMemory()
+	var ts []tenant.Tenant
+	for i := range 30 {
+		ts = append(ts, create(t, reg, newTenant(fmt.Sprintf("held-%02d", i), tenant.Active)))
+	}
+	h := startControlPlane(t, reg, testConfig())
+	first := dialADS(t, h.addr, "node-1", true)
+	first.waitFor(t, waitLong, "all tenants", servable("held-00", "held-29"))
+	first.close()
+
+	cur, _ := reg.Get(context.Background(), ts[0].ID)
+	cur.Plan = "enterprise"
+	if _, err := reg.Update(context.Background(), cur); err != nil {
+		t.Fatal(err)
+	}
+	create(t, reg, newTenant("joined", tenant.Active))
+	time.Sleep(100 * time.Millisecond) // published before the Envoy comes back
+
+	again := dialADS(t, h.addr, "node-1", true, resumeFrom(first))
+	again.waitFor(t, waitLong, "the changes", func(c *adsClient) bool {
+		return servable("joined", "held-29")(c) && c.planOf(scopeOf("held-00")) == "enterprise"
+	})
+	time.Sleep(100 * time.Millisecond)
+	again.mu.Lock()
+	defer again.mu.Unlock()
+	if got := again.received[resource.RouteType]; got != 2 {
+		t.Errorf("resumed client received %d route configurations, want 2 (the changed and the new one)", got)
+	}
+	if got := again.received[resource.ScopedRouteType]; got != 1 {
+		t.Errorf("resumed client received %d scopes, want 1 (the new one)", got)
+	}
+	if got := again.received[resource.ClusterType] + again.received[resource.ListenerType]; got != 0 {
+		t.Errorf("resumed client received %d unchanged clusters and listeners", got)
+	}
+}
