@@ -23,30 +23,37 @@ import (
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
 
-// Minimal CRDs of the Prometheus Operator kinds the chart renders, so the API server can take them:
-// their schemas keep unknown fields, which is what a dry run needs to prove the objects are accepted
-// as those kinds in the release namespace.
-var monitoringCRDs = []string{"servicemonitors/ServiceMonitor", "prometheusrules/PrometheusRule"}
+// Minimal CRDs of the Prometheus Operator kinds the chart renders and of external-dns's DNSEndpoint the
+// provisioner writes, so the API server can take them: their schemas keep unknown fields, which is what
+// a dry run needs to prove the objects are accepted as those kinds in the release namespace.
+// A *.k8s.io group needs the API-review annotation external-dns's own CRD carries.
+var crds = []struct{ group, version, plural, kind, approval string }{
+	{"monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor", ""},
+	{"monitoring.coreos.com", "v1", "prometheusrules", "PrometheusRule", ""},
+	{"externaldns.k8s.io", "v1alpha1", "dnsendpoints", "DNSEndpoint", "https://github.com/kubernetes-sigs/external-dns/pull/2007"},
+}
 
 func installCRDs(t *testing.T, dyn dynamic.Interface) {
 	t.Helper()
 	gvr := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-	for _, c := range monitoringCRDs {
-		plural, kind, _ := strings.Cut(c, "/")
+	for _, c := range crds {
 		crd := &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-			"metadata": map[string]any{"name": plural + ".monitoring.coreos.com"},
+			"metadata": map[string]any{"name": c.plural + "." + c.group},
 			"spec": map[string]any{
-				"group": "monitoring.coreos.com", "scope": "Namespaced",
-				"names": map[string]any{"plural": plural, "singular": strings.ToLower(kind), "kind": kind, "listKind": kind + "List"},
+				"group": c.group, "scope": "Namespaced",
+				"names": map[string]any{"plural": c.plural, "singular": strings.ToLower(c.kind), "kind": c.kind, "listKind": c.kind + "List"},
 				"versions": []any{map[string]any{
-					"name": "v1", "served": true, "storage": true,
+					"name": c.version, "served": true, "storage": true,
 					"schema": map[string]any{"openAPIV3Schema": map[string]any{
 						"type": "object", "x-kubernetes-preserve-unknown-fields": true,
 					}},
 				}},
 			},
 		}}
+		if c.approval != "" {
+			crd.SetAnnotations(map[string]string{"api-approved.kubernetes.io": c.approval})
+		}
 		_, err := dyn.Resource(gvr).Apply(context.Background(), crd.GetName(), crd, metav1.ApplyOptions{FieldManager: "charttest", Force: true})
 		if err != nil {
 			t.Fatalf("install CRD %s: %v", crd.GetName(), err)
@@ -54,16 +61,15 @@ func installCRDs(t *testing.T, dyn dynamic.Interface) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, c := range monitoringCRDs {
-		plural, _, _ := strings.Cut(c, "/")
+	for _, c := range crds {
 		for {
-			crd, err := dyn.Resource(gvr).Get(ctx, plural+".monitoring.coreos.com", metav1.GetOptions{})
+			crd, err := dyn.Resource(gvr).Get(ctx, c.plural+"."+c.group, metav1.GetOptions{})
 			if err == nil && crdEstablished(crd) {
 				break
 			}
 			select {
 			case <-ctx.Done():
-				t.Fatalf("CRD %s not established: %v", plural, err)
+				t.Fatalf("CRD %s not established: %v", c.plural, err)
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
@@ -114,6 +120,24 @@ func TestDryRun_EveryRenderedObjectIsAccepted(t *testing.T) {
 			}
 		})
 	}
+	// The same path refuses what an API server refuses: a Deployment whose selector does not match
+	// its pods.
+	t.Run("an invalid object is refused", func(t *testing.T) {
+		ns := cp.Namespace(t, "chart-dryrun")
+		d := find(render(t, release, ns, "--set", required), "Deployment", fullname+"-controlplane").DeepCopy()
+		if err := unstructured.SetNestedStringMap(d.Object, map[string]string{"app": "other"}, "spec", "selector", "matchLabels"); err != nil {
+			t.Fatal(err)
+		}
+		m, err := mapper.RESTMapping(d.GroupVersionKind().GroupKind(), d.GroupVersionKind().Version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = dyn.Resource(m.Resource).Namespace(ns).Apply(context.Background(), d.GetName(), d,
+			metav1.ApplyOptions{FieldManager: "charttest", Force: true, DryRun: []string{metav1.DryRunAll}})
+		if !apierrors.IsInvalid(err) {
+			t.Fatalf("dry run of a Deployment whose selector misses its pods: %v, want Invalid", err)
+		}
+	})
 }
 
 func apply(t *testing.T, dyn dynamic.Interface, mapper meta.RESTMapper, o *unstructured.Unstructured, dryRun bool) {
