@@ -37,6 +37,7 @@ const (
 	envLoadAddr    = "TENANTGATE_XDS_LOAD_ADDR"
 	envLoadClients = "TENANTGATE_XDS_LOAD_CLIENTS"
 	envLoadTenants = "TENANTGATE_XDS_LOAD_TENANTS"
+	envLoadDelta   = "TENANTGATE_XDS_LOAD_DELTA"
 )
 
 func TestLoadClients(t *testing.T) {
@@ -48,7 +49,7 @@ func TestLoadClients(t *testing.T) {
 	tenants, _ := strconv.Atoi(os.Getenv(envLoadTenants))
 	cs := make([]*adsClient, n)
 	for i := range cs {
-		cs[i] = dialADS(t, addr, fmt.Sprintf("envoy-%03d", i), true, lean())
+		cs[i] = dialADS(t, addr, fmt.Sprintf("envoy-%03d", i), os.Getenv(envLoadDelta) != "false", lean())
 	}
 	for _, c := range cs {
 		c.waitFor(t, 10*time.Minute, "seeded tenants", func(c *adsClient) bool {
@@ -112,11 +113,11 @@ type loadChild struct {
 	out *bufio.Scanner
 }
 
-func startLoadChild(tb testing.TB, addr string, clients, tenants int) *loadChild {
+func startLoadChild(tb testing.TB, addr string, clients, tenants int, delta bool) *loadChild {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestLoadClients$", "-test.count=1")
 	cmd.Env = append(os.Environ(), envLoadAddr+"="+addr, envLoadClients+"="+strconv.Itoa(clients),
-		envLoadTenants+"="+strconv.Itoa(tenants))
+		envLoadTenants+"="+strconv.Itoa(tenants), envLoadDelta+"="+strconv.FormatBool(delta))
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -189,8 +190,13 @@ func percentile(d []time.Duration, p float64) time.Duration {
 // BenchmarkPush_10kTenants_50DeltaClients: 10,000 tenants, 50 delta Envoys; each iteration is one
 // registry commit (a created tenant, a plan change or a suspension in turn), timed until the last
 // Envoy holds it. Run with a fixed count: go test ./xds -run '^$' -bench Push -benchtime 150x
-func BenchmarkPush_10kTenants_50DeltaClients(b *testing.B) {
-	const tenants, clients = 10_000, 50
+func BenchmarkPush_10kTenants_50DeltaClients(b *testing.B) { benchmarkPush(b, 10_000, 50, true) }
+
+// BenchmarkPush_10kTenants_10SotwClients is the same over state-of-the-world, where every created or
+// removed tenant re-sends the full set of scopes (Envoy's full-state rule for SRDS).
+func BenchmarkPush_10kTenants_10SotwClients(b *testing.B) { benchmarkPush(b, 10_000, 10, false) }
+
+func benchmarkPush(b *testing.B, tenants, clients int, delta bool) {
 	reg := registry.NewMemory()
 	seedTenants(b, reg, tenants)
 	cfg := testConfig()
@@ -199,7 +205,7 @@ func BenchmarkPush_10kTenants_50DeltaClients(b *testing.B) {
 	h := startControlPlane(b, reg, cfg)
 	<-h.srv.Ready()
 	heapServer := heapInuse()
-	child := startLoadChild(b, h.addr, clients, tenants)
+	child := startLoadChild(b, h.addr, clients, tenants, delta)
 	start := time.Now()
 	synced := child.line(b, "synced")
 	syncTook := time.Since(start)
@@ -252,7 +258,7 @@ func BenchmarkPush_10kTenants_50DeltaClients(b *testing.B) {
 	b.ReportMetric(ms(percentile(lat, 1)), "max-ms")
 	b.ReportMetric(ms(cpu)/float64(b.N), "server-cpu-ms/change")
 	b.ReportMetric(perClient, "B/client/change")
-	b.ReportMetric(float64(heapConnected-heapServer)/clients/1024, "heap-KiB/client")
+	b.ReportMetric(float64(heapConnected-heapServer)/float64(clients)/1024, "heap-KiB/client")
 	b.ReportMetric(float64(heapServer)/(1<<20), "server-heap-MiB")
 	b.ReportMetric(0, "ns/op")
 
@@ -303,7 +309,7 @@ func BenchmarkBuildServe_100kTenants(b *testing.B) {
 		<-h.srv.Ready()
 		built := time.Since(start)
 		heapBuilt := heapInuse()
-		child := startLoadChild(b, h.addr, 1, tenants)
+		child := startLoadChild(b, h.addr, 1, tenants, true)
 		child.line(b, "synced")
 		served := time.Since(start)
 		heapServed := heapInuse()
