@@ -1,4 +1,4 @@
-// Package alerts tests the chart's Prometheus alerts: they parse with Prometheus's rule parser,
-// each expression fires on synthetic series that show its problem and stays quiet on healthy
-// ones, and each links a runbook section that exists in docs/operations.md.
+// Package alerts tests the chart's monitoring: every alert parses with Prometheus's rule parser,
+// fires on synthetic series showing its problem and not on healthy ones, and links a runbook in
+// docs/operations.md; every dashboard query parses and reads documented series.
 package alerts
