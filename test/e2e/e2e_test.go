@@ -16,9 +16,12 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 
 	"github.com/tenantgate/tenantgate/internal/xdsfetch"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestEndToEnd walks the product's life cycle through its public interfaces only: the provisioner
 // HTTP API, ADS, ext_authz Check and ShouldRateLimit, each step asserting what a client observes.
@@ -329,6 +332,10 @@ func (s *suite) counterKeys(t *testing.T, tenantID string) []string {
 
 func (s *suite) deleteForGood(t *testing.T) {
 	tn := s.tenants["professional"]
+	before := s.c.tenant(t, tn.ID)
+	if before.Resources["schema"] == nil || before.Resources["domain"] == nil {
+		t.Fatalf("the tenant has no resources before deletion (%v); the test would prove nothing", before.Resources)
+	}
 	if len(s.counterKeys(t, tn.ID)) == 0 {
 		t.Fatal("the tenant has no rate-limit counters before deletion; the test would prove nothing")
 	}
