@@ -84,10 +84,14 @@ func ResourceQuotas(t Tenant, p config.KubernetesPlan) ([]*corev1.ResourceQuota,
 		if err != nil {
 			return nil, fmt.Errorf("unclassified: %w", err)
 		}
+		// NotIn the plan's classes covers pods naming no class and pods naming any other class alike
+		// (DoesNotExist would let a pod of another class pass every quota but the total).
+		scope := corev1.ScopedResourceSelectorRequirement{ScopeName: corev1.ResourceQuotaScopePriorityClass, Operator: corev1.ScopeSelectorOpDoesNotExist}
+		if len(classes) > 0 {
+			scope = corev1.ScopedResourceSelectorRequirement{ScopeName: corev1.ResourceQuotaScopePriorityClass, Operator: corev1.ScopeSelectorOpNotIn, Values: classes}
+		}
 		out = append(out, quota(t, QuotaUnclassified, hard, &corev1.ScopeSelector{
-			MatchExpressions: []corev1.ScopedResourceSelectorRequirement{{
-				ScopeName: corev1.ResourceQuotaScopePriorityClass, Operator: corev1.ScopeSelectorOpDoesNotExist,
-			}},
+			MatchExpressions: []corev1.ScopedResourceSelectorRequirement{scope},
 		}))
 	}
 	return out, nil

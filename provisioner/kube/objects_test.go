@@ -50,12 +50,13 @@ func TestObjects_StarterPlanExactly(t *testing.T) {
 		{TypeMeta: rq, ObjectMeta: meta("tenant-class-tenant-critical", "tenant-acme"), Spec: corev1.ResourceQuotaSpec{
 			Hard:          corev1.ResourceList{"requests.cpu": q("2000m"), "requests.memory": q("4096Mi"), "pods": q("16")},
 			ScopeSelector: classScope("tenant-critical")}},
-		// Pods naming no priority class escape the class quotas unless a quota scoped to
-		// "no class" closes the gap.
+		// Pods naming no priority class, or a class the plan does not know, escape the class quotas
+		// unless a quota scoped to "none of the plan's classes" closes the gap.
 		{TypeMeta: rq, ObjectMeta: meta("tenant-unclassified", "tenant-acme"), Spec: corev1.ResourceQuotaSpec{
 			Hard: corev1.ResourceList{"requests.cpu": q("1000m"), "requests.memory": q("2048Mi"), "pods": q("8")},
 			ScopeSelector: &corev1.ScopeSelector{MatchExpressions: []corev1.ScopedResourceSelectorRequirement{{
-				ScopeName: corev1.ResourceQuotaScopePriorityClass, Operator: corev1.ScopeSelectorOpDoesNotExist}}}}},
+				ScopeName: corev1.ResourceQuotaScopePriorityClass, Operator: corev1.ScopeSelectorOpNotIn,
+				Values: []string{"tenant-batch", "tenant-critical"}}}}}},
 	}
 	if diff := cmp.Diff(wantQuotas, quotas); diff != "" {
 		t.Errorf("quotas (-want +got):\n%s", diff)
