@@ -71,7 +71,8 @@ type cluster struct {
 	issuer    *issuer
 	smtp      *smtpServer
 	redis     *redisServer
-	pgProxy   *tcpProxy
+	pgProxy   *tcpProxy // between the sidecars and Postgres
+	cpProxy   *tcpProxy // between the control plane and Postgres
 	dbURL     string
 	keyPrefix string
 	control   *node
@@ -93,17 +94,18 @@ func startCluster(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.pgProxy = startProxy(t, u.Host)
-	proxied := *u
-	proxied.Host = c.pgProxy.addr
+	c.pgProxy, c.cpProxy = startProxy(t, u.Host), startProxy(t, u.Host)
+	proxied, cpProxied := *u, *u
+	proxied.Host, cpProxied.Host = c.pgProxy.addr, c.cpProxy.addr
 
 	cfgPath := filepath.Join(dir, "tenantgate.yaml")
 	cfg := fmt.Sprintf(configTemplate, baseDomain, c.issuer.url, c.issuer.jwks, c.keyPrefix, c.smtp.addr)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// The control plane talks to Postgres directly; the sidecars through the proxy the test can cut.
-	c.control = c.startNode(t, "control", cfgPath, "xds,provisioner", c.dbURL)
+	// Every process reaches Postgres through a proxy the test can cut: the control plane through one,
+	// the sidecars through another.
+	c.control = c.startNode(t, "control", cfgPath, "xds,provisioner", cpProxied.String())
 	waitReady(t, c.control.p, c.control.admin, 60*time.Second)
 	for i := range c.sidecars {
 		c.sidecars[i] = c.startNode(t, fmt.Sprintf("sidecar%d", i+1), cfgPath, "authz,ratelimit", proxied.String())

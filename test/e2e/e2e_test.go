@@ -444,10 +444,29 @@ func (s *suite) outages(t *testing.T) {
 		}
 	}
 
-	// Postgres back: the sidecars catch up with what changed meanwhile.
+	// Postgres gone for the control plane too: xDS keeps serving the last config (the late tenant's
+	// routes included), and the API refuses rather than guesses.
+	s.c.cpProxy.cut()
+	if m := s.routeFor(t, late.Slug); m.ContextExtensions["tenant_id"] != late.ID {
+		t.Errorf("xDS during the outage routes %s to tenant %q", late.Slug, m.ContextExtensions["tenant_id"])
+	}
+	if code := s.c.call(t, http.MethodGet, "/v1/tenants/"+late.ID, nil, nil); code < 500 {
+		t.Errorf("the API answered %d without its database, want a 5xx", code)
+	}
+
+	// Postgres back: every part catches up with what changed meanwhile.
+	if err := s.c.cpProxy.restore(); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.c.pgProxy.restore(); err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, 30*time.Second, "the API answers again", func() error {
+		if code := s.c.call(t, http.MethodGet, "/v1/tenants/"+late.ID, nil, nil); code != http.StatusOK {
+			return fmt.Errorf("status %d", code)
+		}
+		return nil
+	})
 	for i, side := range s.c.sidecars {
 		eventually(t, 30*time.Second, fmt.Sprintf("sidecar %d learns of the new tenant", i+1), func() error {
 			resp := check(t, side, host(late.Slug), bearer(s.c.issuer.tenantToken(t, late.ID)), nil)
