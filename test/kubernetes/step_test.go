@@ -100,8 +100,11 @@ func TestKubernetesStep_AppliesTenantObjectsWithServerSideApply(t *testing.T) {
 }
 
 func TestKubernetesStep_RerunChangesNothing(t *testing.T) {
-	e := newEnv(t)
+	// With the controllers running and the quota status computed, nothing but a re-run could change
+	// the objects between the two looks.
+	e := newEnv(t, kubetest.WithControllers())
 	r, ns := e.provision(t, "tight")
+	e.waitQuotasSynced(t, ns)
 	before := e.objectVersions(t, ns)
 	for range 2 {
 		if err := e.step(t).Do(context.Background(), r); err != nil {
