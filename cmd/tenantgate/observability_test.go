@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -707,3 +708,38 @@ func (c *otlpCollector) names() []string {
 	return out
 }
 
+// TestOperationsDoc_NamesEverySeries: docs/operations.md documents every series the tests assert,
+// with the same label names.
+func TestOperationsDoc_NamesEverySeries(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string][]string{} // name -> sorted labels, from `name{a,b}` or `name`
+	for _, m := range regexp.MustCompile("`(tenantgate_[a-z_]+)(\\{([a-z_,]*)\\})?`").FindAllStringSubmatch(string(data), -1) {
+		var labels []string
+		if m[3] != "" {
+			labels = strings.Split(m[3], ",")
+		}
+		sort.Strings(labels)
+		if prev, ok := documented[m[1]]; !ok || len(labels) > len(prev) {
+			documented[m[1]] = labels
+		}
+	}
+	all := append(append([]struct {
+		name   string
+		labels []string
+	}{}, documentedSeries...), conditionalSeries...)
+	for _, s := range all {
+		got, ok := documented[s.name]
+		if !ok {
+			t.Errorf("docs/operations.md does not name %s", s.name)
+			continue
+		}
+		want := append([]string(nil), s.labels...)
+		sort.Strings(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("docs/operations.md gives %s the labels %v, the service has %v", s.name, got, want)
+		}
+	}
+}
