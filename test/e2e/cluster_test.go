@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,15 +107,27 @@ func startCluster(t *testing.T) *cluster {
 	}
 	// Every process reaches Postgres through a proxy the test can cut: the control plane through one,
 	// the sidecars through another.
-	c.control = c.startNode(t, "control", cfgPath, "xds,provisioner", cpProxied.String())
-	waitReady(t, c.control.p, c.control.admin, 60*time.Second)
+	c.control = c.launch(t, "control", cfgPath, "xds,provisioner", cpProxied.String())
 	for i := range c.sidecars {
-		c.sidecars[i] = c.startNode(t, fmt.Sprintf("sidecar%d", i+1), cfgPath, "authz,ratelimit", proxied.String())
-	}
-	for _, s := range c.sidecars {
-		waitReady(t, s.p, s.admin, 60*time.Second)
+		c.sidecars[i] = c.launch(t, fmt.Sprintf("sidecar%d", i+1), cfgPath, "authz,ratelimit", proxied.String())
 	}
 	return c
+}
+
+// launch starts a tenantgate process and waits until it is ready. A port another program took
+// between freeAddr and the bind is not this test's failure: it tries again on other ports.
+func (c *cluster) launch(t *testing.T, name, cfgPath, components, dbURL string) *node {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		n := c.startNode(t, fmt.Sprintf("%s-%d", name, attempt), cfgPath, components, dbURL)
+		err := waitReady(n.p, n.admin, 60*time.Second)
+		if err == nil {
+			return n
+		}
+		if attempt == 3 || !errors.Is(err, errExited) || !strings.Contains(n.p.tail(40), "address already in use") {
+			t.Fatal(err)
+		}
+	}
 }
 
 func (c *cluster) startNode(t *testing.T, name, cfgPath, components, dbURL string) *node {

@@ -132,9 +132,11 @@ func (p *process) tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// errExited: the process ended before it was ready.
+var errExited = errors.New("exited before it was ready")
+
 // waitReady polls the admin /readyz of a tenantgate process until it answers 200.
-func waitReady(t *testing.T, p *process, adminAddr string, within time.Duration) {
-	t.Helper()
+func waitReady(p *process, adminAddr string, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for {
 		resp, err := http.Get("http://" + adminAddr + "/readyz")
@@ -142,17 +144,17 @@ func waitReady(t *testing.T, p *process, adminAddr string, within time.Duration)
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 			err = fmt.Errorf("%d %s", resp.StatusCode, bytes.TrimSpace(body))
 		}
 		select {
 		case <-p.done:
-			t.Fatalf("%s exited before it was ready:\n%s", p.name, p.tail(40))
+			return fmt.Errorf("%s %w:\n%s", p.name, errExited, p.tail(40))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after %s: %v\n%s", p.name, within, err, p.tail(40))
+			return fmt.Errorf("%s not ready after %s: %v\n%s", p.name, within, err, p.tail(40))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
