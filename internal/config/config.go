@@ -172,7 +172,7 @@ func (c *Config) Validate() error {
 	if err := c.RateLimit.validate("ratelimit", c); err != nil {
 		return err
 	}
-	if err := c.XDS.validate("xds"); err != nil {
+	if err := c.XDS.validate("xds", c); err != nil {
 		return err
 	}
 	if err := c.Telemetry.validate("telemetry"); err != nil {

@@ -65,6 +65,8 @@ type XDSRoute struct {
 	Name    string   `yaml:"name"`
 	Prefix  string   `yaml:"prefix"`
 	Timeout Duration `yaml:"timeout"`
+	// Plans, when set, are the only plans whose tenants may use the route (ext_authz denies others).
+	Plans []string `yaml:"plans"`
 }
 
 // XDSNode holds the bootstrap defaults: the Envoy node cluster and the admin port.
@@ -92,7 +94,7 @@ func defaultXDS() XDS {
 	}
 }
 
-func (x XDS) validate(key string) error {
+func (x XDS) validate(key string, c *Config) error {
 	switch {
 	case x.Debounce < 0:
 		return keyErr(key+".debounce", "must not be negative")
@@ -131,7 +133,7 @@ func (x XDS) validate(key string) error {
 			return keyErr(key+"."+name+".timeout", "must be positive")
 		}
 	}
-	if err := validateRoutes(key+".routes", x.Routes); err != nil {
+	if err := validateRoutes(key+".routes", x.Routes, c.KnownPlan); err != nil {
 		return err
 	}
 	if len(x.AuthzHeaders) == 0 {
@@ -151,7 +153,7 @@ func (x XDS) validate(key string) error {
 	return nil
 }
 
-func validateRoutes(key string, routes []XDSRoute) error {
+func validateRoutes(key string, routes []XDSRoute, knownPlan func(string) bool) error {
 	if len(routes) == 0 {
 		return keyErr(key, "at least one route is required")
 	}
@@ -173,6 +175,11 @@ func validateRoutes(key string, routes []XDSRoute) error {
 		}
 		if r.Timeout < 0 {
 			return keyErr(at+".timeout", "must not be negative")
+		}
+		for j, plan := range r.Plans {
+			if !knownPlan(plan) {
+				return keyErr(fmt.Sprintf("%s.plans[%d]", at, j), "unknown plan %q", plan)
+			}
 		}
 		names[r.Name], prefixes[r.Prefix] = true, true
 	}

@@ -60,6 +60,7 @@ func TestLoad_XDSMistakesNameTheirKey(t *testing.T) {
 		{"upper-case authz header", "xds: {authz_headers: [Authorization]}", "xds.authz_headers[0]"},
 		{"unknown key", "xds: {listner: {port: 1}}", "xds.listner"},
 		{"empty node cluster", "xds: {node: {cluster: \"\"}}", "xds.node.cluster"},
+		{"route open to an unknown plan", "xds: {routes: [{name: api, prefix: /, plans: [gold]}]}", "xds.routes[0].plans[0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

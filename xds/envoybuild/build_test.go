@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,6 +31,7 @@ func testParams() Params {
 	cfg.BaseDomain = "tenants.example.com"
 	cfg.XDS.Pool.Endpoints = []string{"app.default.svc.cluster.local:8080"}
 	cfg.XDS.Routes = []config.XDSRoute{
+		{Name: "reports", Prefix: "/reports/", Plans: []string{"professional", "enterprise"}},
 		{Name: "api", Prefix: "/api/", Timeout: config.Duration(30e9)},
 		{Name: "web", Prefix: "/"},
 	}
@@ -178,8 +180,12 @@ func TestTenant_RoutesNameTheTenantToAuthzAndRateLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 		ext := per.GetCheckSettings().GetContextExtensions()
-		if len(ext) != 1 || ext[ContextTenantID] != tn.ID {
-			t.Errorf("route %s context extensions = %v, want only the tenant id (no plan requirement)", rt.GetName(), ext)
+		want := map[string]string{ContextTenantID: tn.ID}
+		if rt.GetName() == "reports" {
+			want[ContextPlans] = "professional,enterprise"
+		}
+		if !maps.Equal(ext, want) {
+			t.Errorf("route %s context extensions = %v, want %v", rt.GetName(), ext, want)
 		}
 		if plan := rt.GetMetadata().GetFilterMetadata()[MetadataNamespace].GetFields()["tenant_plan"].GetStringValue(); plan != "free" {
 			t.Errorf("route %s metadata plan = %q", rt.GetName(), plan)

@@ -20,6 +20,8 @@ const (
 	// the host belongs to. The authz service denies a token of any other tenant. It is extauthz's own
 	// key, so the two cannot drift apart.
 	ContextTenantID = extauthz.ExtTenant
+	// ContextPlans lists, on a route open to some plans only (xds.routes[].plans), those plans.
+	ContextPlans = extauthz.ExtPlans
 
 	// MetadataNamespace holds each tenant route's filter metadata: the tenant id, slug and plan, for
 	// access logs (%METADATA(ROUTE:tenantgate:tenant_plan)%) and `tenantgate explain`. It is not a

@@ -1,6 +1,8 @@
 package envoybuild
 
 import (
+	"strings"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
@@ -24,15 +26,12 @@ func (p Params) scope(t *tenant.Tenant) *routev3.ScopedRouteConfiguration {
 }
 
 // routeConfig is the tenant's routing layout: every configured route sends to cluster, tells ext_authz
-// which tenant (and plan) the host belongs to, and rate-limits per tenant and route.
+// which tenant the host belongs to (and, on routes open to some plans only, which plans), and
+// rate-limits per tenant and route.
 func (p Params) routeConfig(t *tenant.Tenant, cluster string) *routev3.RouteConfiguration {
 	name := TenantResourceName(t.Slug)
 	host := Host(t.Slug, p.BaseDomain)
-	authz := mustAny(&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
-		CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: map[string]string{
-			ContextTenantID: t.ID,
-		}},
-	}})
+	authz := authzSettings(t.ID, nil)
 	meta := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{MetadataNamespace: {Fields: map[string]*structpb.Value{
 		"tenant_id":   structpb.NewStringValue(t.ID),
 		"tenant_slug": structpb.NewStringValue(t.Slug),
@@ -61,7 +60,7 @@ func (p Params) routeConfig(t *tenant.Tenant, cluster string) *routev3.RouteConf
 			Match:                &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: r.Prefix}},
 			Action:               &routev3.Route_Route{Route: action},
 			Metadata:             meta,
-			TypedPerFilterConfig: map[string]*anypb.Any{filterExtAuthz: authz},
+			TypedPerFilterConfig: map[string]*anypb.Any{filterExtAuthz: routeAuthz(authz, t.ID, r.Plans)},
 		})
 	}
 	return &routev3.RouteConfiguration{
@@ -72,4 +71,25 @@ func (p Params) routeConfig(t *tenant.Tenant, cluster string) *routev3.RouteConf
 			Routes:  routes,
 		}},
 	}
+}
+
+// authzSettings are the ext_authz context extensions of a route: the tenant it serves and, when the
+// route is open to some plans only, those plans (comma-separated).
+func authzSettings(tenantID string, plans []string) *anypb.Any {
+	ext := map[string]string{ContextTenantID: tenantID}
+	if len(plans) > 0 {
+		ext[ContextPlans] = strings.Join(plans, ",")
+	}
+	return mustAny(&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
+		CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: ext},
+	}})
+}
+
+// routeAuthz shares the tenant's common settings across its routes, and builds its own for a route
+// limited to some plans.
+func routeAuthz(common *anypb.Any, tenantID string, plans []string) *anypb.Any {
+	if len(plans) == 0 {
+		return common
+	}
+	return authzSettings(tenantID, plans)
 }
