@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/tenantgate/tenantgate/internal/config"
 	"github.com/tenantgate/tenantgate/internal/kubetest"
 	"github.com/tenantgate/tenantgate/provisioner/kube"
 )
@@ -261,5 +262,34 @@ func TestLimitRange_ContainerWithoutResourcesGetsPlanDefaults(t *testing.T) {
 		if want.got.Cmp(resource.MustParse(want.want)) != 0 {
 			t.Errorf("%s = %s, want the plan's default %s", name, want.got.String(), want.want)
 		}
+	}
+}
+
+// A plan change re-runs the step (the update saga): the quotas take the new plan's budget in place.
+func TestKubernetesStep_PlanChangeUpdatesQuotasInPlace(t *testing.T) {
+	e := newEnv(t)
+	r, ns := e.provision(t, "tight")
+	ctx := context.Background()
+	before, err := e.client.CoreV1().ResourceQuotas(ns).Get(ctx, kube.QuotaTotal, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Spec.Plan = "free"
+	if err := e.step(t).Do(ctx, r); err != nil {
+		t.Fatalf("re-run on the new plan: %v", err)
+	}
+	after, err := e.client.CoreV1().ResourceQuotas(ns).Get(ctx, kube.QuotaTotal, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.UID != before.UID {
+		t.Error("the quota was replaced, not updated in place")
+	}
+	want := resource.MustParse(config.DefaultKubernetesPlans()["free"].Quota["pods"])
+	if got := after.Spec.Hard[corev1.ResourcePods]; got.Cmp(want) != 0 {
+		t.Errorf("total pods after the plan change = %s, want free's %s", got.String(), want.String())
+	}
+	if after.Labels[kube.LabelPlan] != "free" {
+		t.Errorf("plan label = %q, want free", after.Labels[kube.LabelPlan])
 	}
 }
