@@ -459,3 +459,30 @@ func TestADS_DeltaReconnectWithVersionsGetsOnlyWhatChanged(t *testing.T) {
 		t.Errorf("resumed client received %d unchanged clusters and listeners", got)
 	}
 }
+
+func TestADS_SotwScopeNACKKeepsTheLastAcceptedScopesWithoutAStorm(t *testing.T) {
+	reg := registry.NewMemory()
+	create(t, reg, newTenant("good", tenant.Active))
+	h := startControlPlane(t, reg, testConfig())
+	picky := dialADS(t, h.addr, "picky", false, rejecting(func(typ string, res map[string]proto.Message) error {
+		if _, ok := res[scopeOf("bad")]; ok && typ == resource.ScopedRouteType {
+			return errors.New("scope tenant-bad: invalid (test)")
+		}
+		return nil
+	}))
+	picky.waitFor(t, waitLong, "good", servable("good"))
+	create(t, reg, newTenant("bad", tenant.Active))
+	picky.waitFor(t, waitLong, "a NACK", func(c *adsClient) bool { return c.nacks > 0 })
+	before, _ := picky.counts()
+	time.Sleep(1500 * time.Millisecond)
+	after, nacks := picky.counts()
+	if extra := after[resource.ScopedRouteType] - before[resource.ScopedRouteType]; extra > 3 {
+		t.Errorf("the rejected scopes were re-sent %d times in 1.5s", extra)
+	}
+	if nacks > 4 {
+		t.Errorf("%d NACKs: a resend storm", nacks)
+	}
+	picky.waitFor(t, time.Second, "last accepted scopes kept", func(c *adsClient) bool {
+		return servable("good")(c) && !c.has(resource.ScopedRouteType, scopeOf("bad"))
+	})
+}
