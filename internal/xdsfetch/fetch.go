@@ -31,31 +31,43 @@ type Config struct {
 // wildcard are the types Envoy subscribes to without names; the server sends their full state.
 var wildcard = []string{resource.ClusterType, resource.ScopedRouteType, resource.ListenerType}
 
+// Option configures Fetch.
+type Option func(*fetch)
+
+// Delta fetches over incremental (delta) ADS, as Envoys with api_type DELTA_GRPC do, instead of
+// state of the world.
+func Delta() Option { return func(f *fetch) { f.delta = true } }
+
 // Fetch opens one ADS stream on conn as node, receives the full state of clusters, scopes and
 // listeners, then the route configurations every scope names and the endpoints of every EDS
 // cluster, ACKing each response as Envoy does. It returns when it has all of them or ctx ends.
-func Fetch(ctx context.Context, conn grpc.ClientConnInterface, node *corev3.Node) (*Config, error) {
+func Fetch(ctx context.Context, conn grpc.ClientConnInterface, node *corev3.Node, opts ...Option) (*Config, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	f := &fetch{node: node, got: map[string]map[string]proto.Message{}, want: map[string][]string{}}
+	for _, o := range opts {
+		o(f)
+	}
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+	var err error
+	if f.delta {
+		f.deltaStream, err = ads.DeltaAggregatedResources(ctx)
+	} else {
+		f.sotwStream, err = ads.StreamAggregatedResources(ctx)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open ADS stream: %w", err)
 	}
-	f := &fetch{stream: stream, node: node, got: map[string]map[string]proto.Message{}, want: map[string][]string{}}
 	for _, typ := range wildcard {
-		if err := f.subscribe(typ, nil); err != nil {
+		if err := f.subscribe(typ, nil, nil, nil); err != nil {
 			return nil, err
 		}
 	}
 	for !f.complete() {
-		resp, err := stream.Recv()
-		if err != nil {
+		if err := f.receive(); err != nil {
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("xDS config incomplete (have %s): %w", f.have(), ctx.Err())
 			}
-			return nil, fmt.Errorf("ADS stream: %w", err)
-		}
-		if err := f.receive(resp); err != nil {
 			return nil, err
 		}
 	}
@@ -63,50 +75,63 @@ func Fetch(ctx context.Context, conn grpc.ClientConnInterface, node *corev3.Node
 }
 
 type fetch struct {
-	stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
-	node   *corev3.Node
-	sent   bool
-	got    map[string]map[string]proto.Message // type -> name -> resource, types answered at least once
-	want   map[string][]string                 // named subscriptions (RDS, EDS)
+	delta       bool
+	sotwStream  discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	deltaStream discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
+	node        *corev3.Node
+	sent        bool
+	got         map[string]map[string]proto.Message // type -> name -> resource, types answered at least once
+	want        map[string][]string                 // named subscriptions (RDS, EDS), sorted
 }
 
-func (f *fetch) subscribe(typ string, names []string) error {
-	req := &discoveryv3.DiscoveryRequest{TypeUrl: typ, ResourceNames: names}
-	if !f.sent {
-		req.Node, f.sent = f.node, true
+// subscribe asks for resources of typ: names, all of them (state of the world), or the change add
+// and remove (delta). Nothing named is a wildcard subscription.
+func (f *fetch) subscribe(typ string, names, add, remove []string) error {
+	node := f.node
+	if f.sent {
+		node = nil
 	}
-	if err := f.stream.Send(req); err != nil {
+	f.sent = true
+	var err error
+	if f.delta {
+		err = f.deltaStream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: typ,
+			ResourceNamesSubscribe: add, ResourceNamesUnsubscribe: remove})
+	} else {
+		err = f.sotwStream.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: typ, ResourceNames: names})
+	}
+	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", typ, err)
 	}
 	return nil
 }
 
-// receive records a response, ACKs it, and subscribes to what its resources name.
-func (f *fetch) receive(resp *discoveryv3.DiscoveryResponse) error {
-	typ := resp.GetTypeUrl()
-	res := make(map[string]proto.Message, len(resp.GetResources()))
-	for _, a := range resp.GetResources() {
-		m, err := a.UnmarshalNew()
-		if err != nil {
-			return fmt.Errorf("decode %s: %w", typ, err)
-		}
-		res[cachev3.GetResourceName(m)] = m
+// receive takes one response, applies it (a state-of-the-world response replaces the type's
+// resources, a delta one adds and removes), ACKs it, and subscribes to what its resources name.
+func (f *fetch) receive() error {
+	typ, upserts, removed, err := f.recv()
+	if err != nil {
+		return err
 	}
-	f.got[typ] = res
-	if err := f.stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: typ, VersionInfo: resp.GetVersionInfo(),
-		ResponseNonce: resp.GetNonce(), ResourceNames: f.want[typ]}); err != nil {
-		return fmt.Errorf("ACK %s: %w", typ, err)
+	if f.delta && f.got[typ] != nil {
+		for n, m := range upserts {
+			f.got[typ][n] = m
+		}
+		for _, n := range removed {
+			delete(f.got[typ], n)
+		}
+	} else {
+		f.got[typ] = upserts
 	}
 	switch typ {
 	case resource.ScopedRouteType:
 		var names []string
-		for _, m := range res {
+		for _, m := range f.got[typ] {
 			names = append(names, m.(*routev3.ScopedRouteConfiguration).GetRouteConfigurationName())
 		}
 		return f.follow(resource.RouteType, names)
 	case resource.ClusterType:
 		var names []string
-		for _, m := range res {
+		for _, m := range f.got[typ] {
 			if c := m.(*clusterv3.Cluster); c.GetType() == clusterv3.Cluster_EDS {
 				names = append(names, edsName(c))
 			}
@@ -116,21 +141,86 @@ func (f *fetch) receive(resp *discoveryv3.DiscoveryResponse) error {
 	return nil
 }
 
+// recv reads and ACKs one response.
+func (f *fetch) recv() (typ string, upserts map[string]proto.Message, removed []string, err error) {
+	upserts = map[string]proto.Message{}
+	if f.delta {
+		resp, err := f.deltaStream.Recv()
+		if err != nil {
+			return "", nil, nil, fmt.Errorf("ADS stream: %w", err)
+		}
+		typ = resp.GetTypeUrl()
+		for _, r := range resp.GetResources() {
+			m, err := r.GetResource().UnmarshalNew()
+			if err != nil {
+				return "", nil, nil, fmt.Errorf("decode %s %s: %w", typ, r.GetName(), err)
+			}
+			upserts[r.GetName()] = m
+		}
+		if err := f.deltaStream.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ, ResponseNonce: resp.GetNonce()}); err != nil {
+			return "", nil, nil, fmt.Errorf("ACK %s: %w", typ, err)
+		}
+		return typ, upserts, resp.GetRemovedResources(), nil
+	}
+	resp, err := f.sotwStream.Recv()
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("ADS stream: %w", err)
+	}
+	typ = resp.GetTypeUrl()
+	for _, a := range resp.GetResources() {
+		m, err := a.UnmarshalNew()
+		if err != nil {
+			return "", nil, nil, fmt.Errorf("decode %s: %w", typ, err)
+		}
+		upserts[cachev3.GetResourceName(m)] = m
+	}
+	if err := f.sotwStream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: typ, VersionInfo: resp.GetVersionInfo(),
+		ResponseNonce: resp.GetNonce(), ResourceNames: f.want[typ]}); err != nil {
+		return "", nil, nil, fmt.Errorf("ACK %s: %w", typ, err)
+	}
+	return typ, upserts, nil, nil
+}
+
 // follow subscribes to the named resources of typ when they differ from the current subscription.
 func (f *fetch) follow(typ string, names []string) error {
 	slices.Sort(names)
 	names = slices.Compact(names)
-	if slices.Equal(names, f.want[typ]) && (len(names) > 0 || f.got[typ] != nil) {
+	prev, subscribed := f.want[typ]
+	if subscribed && slices.Equal(names, prev) {
 		return nil
 	}
 	f.want[typ] = names
+	add, remove := diff(names, prev), diff(prev, names)
+	if f.delta {
+		for _, n := range remove {
+			delete(f.got[typ], n)
+		}
+		if len(names) == 0 && f.got[typ] == nil {
+			f.got[typ] = map[string]proto.Message{}
+		}
+		if len(add) == 0 && len(remove) == 0 {
+			return nil
+		}
+		return f.subscribe(typ, nil, add, remove)
+	}
 	if len(names) == 0 {
-		// Nothing to ask for: an empty named subscription would read as a wildcard one.
+		// Nothing to ask for: an empty state-of-the-world subscription would read as a wildcard one.
 		f.got[typ] = map[string]proto.Message{}
 		return nil
 	}
-	delete(f.got, typ)
-	return f.subscribe(typ, names)
+	delete(f.got, typ) // wait for the answer to the new subscription
+	return f.subscribe(typ, names, nil, nil)
+}
+
+// diff returns the names in a that are not in the sorted b.
+func diff(a, b []string) []string {
+	var out []string
+	for _, n := range a {
+		if _, found := slices.BinarySearch(b, n); !found {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // complete: every wildcard type answered, and every named resource asked for has arrived.
@@ -180,11 +270,11 @@ func (f *fetch) config() *Config {
 	for n, m := range f.got[resource.ScopedRouteType] {
 		c.Scopes[n] = m.(*routev3.ScopedRouteConfiguration)
 	}
-	for n, m := range f.got[resource.RouteType] {
-		c.Routes[n] = m.(*routev3.RouteConfiguration)
+	for _, n := range f.want[resource.RouteType] {
+		c.Routes[n] = f.got[resource.RouteType][n].(*routev3.RouteConfiguration)
 	}
-	for n, m := range f.got[resource.EndpointType] {
-		c.Endpoints[n] = m.(*endpointv3.ClusterLoadAssignment)
+	for _, n := range f.want[resource.EndpointType] {
+		c.Endpoints[n] = f.got[resource.EndpointType][n].(*endpointv3.ClusterLoadAssignment)
 	}
 	return c
 }

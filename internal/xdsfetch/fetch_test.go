@@ -25,36 +25,22 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // TestFetch_SeesEveryTenantAndMatchesItsHost runs the real xDS server and checks that a fetch sees
 // each active tenant's scope, routes and cluster, and that Match routes hosts as Envoy would.
 func TestFetch_SeesEveryTenantAndMatchesItsHost(t *testing.T) {
+	for name, opts := range protocols {
+		t.Run(name, func(t *testing.T) { seesEveryTenant(t, opts...) })
+	}
+}
+
+// protocols are the two ADS variants Envoy speaks.
+var protocols = map[string][]xdsfetch.Option{"sotw": nil, "delta": {xdsfetch.Delta()}}
+
+func seesEveryTenant(t *testing.T, opts ...xdsfetch.Option) {
 	tenants := []tenant.Tenant{
 		{ID: "3f1c2a9e-6b7d-4c1e-9a2f-0d5e8b7c6a41", Slug: "acme", Name: "Acme", Plan: "enterprise", Model: tenant.Silo, Status: tenant.Active,
 			Upstream: tenant.Upstream{Endpoints: []tenant.Endpoint{{Host: "127.0.0.1", Port: 8081}}}},
 		{ID: "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d", Slug: "globex", Name: "Globex", Plan: "free", Model: tenant.Pool, Status: tenant.Active},
 		{ID: "b2c3d4e5-f6a7-4b8c-9d0e-1f2a3b4c5d6e", Slug: "initech", Name: "Initech", Plan: "free", Model: tenant.Pool, Status: tenant.Suspended},
 	}
-	cfg := config.Default()
-	cfg.XDS.Routes = []config.XDSRoute{{Name: "orders", Prefix: "/orders"}, {Name: "default", Prefix: "/"}}
-	srv := xds.New(envoybuild.ParamsFrom(&cfg))
-	snap := snapshot.New(tenants, 1)
-	srv.OnChange(snap, tenants)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{}, 2)
-	go func() { _ = srv.Run(ctx); done <- struct{}{} }()
-	go func() { _ = srv.Serve(ctx, lis); done <- struct{}{} }()
-	t.Cleanup(func() { cancel(); <-done; <-done })
-
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer fcancel()
-	got, err := xdsfetch.Fetch(fctx, conn, &corev3.Node{Id: "test", Cluster: "test"})
+	got, err := fetchFrom(t, tenants, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +81,53 @@ func TestFetch_SeesEveryTenantAndMatchesItsHost(t *testing.T) {
 			}
 			if m.Endpoints == nil && m.Cluster.GetLoadAssignment() == nil {
 				t.Errorf("cluster %s has no endpoints, neither over EDS nor inline", m.ClusterName)
+			}
+		})
+	}
+}
+
+// fetchFrom serves the tenants from a real xDS server and fetches its config.
+func fetchFrom(t *testing.T, tenants []tenant.Tenant, opts ...xdsfetch.Option) (*xdsfetch.Config, error) {
+	t.Helper()
+	cfg := config.Default()
+	cfg.XDS.Routes = []config.XDSRoute{{Name: "orders", Prefix: "/orders"}, {Name: "default", Prefix: "/"}}
+	srv := xds.New(envoybuild.ParamsFrom(&cfg))
+	srv.OnChange(snapshot.New(tenants, 1), tenants)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{}, 2)
+	go func() { _ = srv.Run(ctx); done <- struct{}{} }()
+	go func() { _ = srv.Serve(ctx, lis); done <- struct{}{} }()
+	t.Cleanup(func() { cancel(); <-done; <-done })
+
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer fcancel()
+	return xdsfetch.Fetch(fctx, conn, &corev3.Node{Id: "test", Cluster: "test"}, opts...)
+}
+
+// TestFetch_NoTenantsIsAnAnswerToo: with no tenant, the empty scope set still completes a fetch
+// (an Envoy waits for that answer to finish initialising).
+func TestFetch_NoTenantsIsAnAnswerToo(t *testing.T) {
+	for name, opts := range protocols {
+		t.Run(name, func(t *testing.T) {
+			got, err := fetchFrom(t, nil, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Scopes) != 0 || len(got.Routes) != 0 || len(got.Listeners) != 1 || got.Clusters[envoybuild.PoolCluster] == nil {
+				t.Fatalf("scopes %d routes %d listeners %d clusters %d", len(got.Scopes), len(got.Routes), len(got.Listeners), len(got.Clusters))
+			}
+			if _, err := got.Match("acme.tenants.localhost", "/"); !errors.Is(err, xdsfetch.ErrNoRoute) {
+				t.Fatalf("Match = %v, want ErrNoRoute", err)
 			}
 		})
 	}

@@ -219,8 +219,9 @@ func (c *cluster) waitStatus(t *testing.T, id, status string) apiTenant {
 	return tn
 }
 
-// xdsConfig fetches the control plane's config as an Envoy would.
-func (c *cluster) xdsConfig(t *testing.T) *xdsfetch.Config {
+// xdsConfig fetches the control plane's config as an Envoy would (state of the world unless told
+// xdsfetch.Delta()).
+func (c *cluster) xdsConfig(t *testing.T, opts ...xdsfetch.Option) *xdsfetch.Config {
 	t.Helper()
 	conn, err := grpc.NewClient(c.control.xds, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -229,7 +230,7 @@ func (c *cluster) xdsConfig(t *testing.T) *xdsfetch.Config {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cfg, err := xdsfetch.Fetch(ctx, conn, &corev3.Node{Id: "e2e-envoy", Cluster: "e2e"})
+	cfg, err := xdsfetch.Fetch(ctx, conn, &corev3.Node{Id: "e2e-envoy", Cluster: "e2e"}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,21 +98,23 @@ func (s *suite) routeFor(t *testing.T, slug string) *xdsfetch.Match {
 	return m
 }
 
-// waitNoRoute waits until the host no longer routes.
+// waitNoRoute waits until the host no longer routes, over both ADS variants.
 func (s *suite) waitNoRoute(t *testing.T, slug string) {
 	t.Helper()
-	eventually(t, 10*time.Second, "no routes for "+slug, func() error {
-		cfg := s.c.xdsConfig(t)
-		if _, err := cfg.Match(host(slug), "/orders"); !errors.Is(err, xdsfetch.ErrNoRoute) {
-			return fmt.Errorf("still routed (err %v)", err)
-		}
-		for name := range cfg.Routes {
-			if strings.Contains(name, slug) {
-				return fmt.Errorf("route configuration %s still served", name)
+	for _, opts := range [][]xdsfetch.Option{nil, {xdsfetch.Delta()}} {
+		eventually(t, 10*time.Second, "no routes for "+slug, func() error {
+			cfg := s.c.xdsConfig(t, opts...)
+			if _, err := cfg.Match(host(slug), "/orders"); !errors.Is(err, xdsfetch.ErrNoRoute) {
+				return fmt.Errorf("still routed (err %v)", err)
 			}
-		}
-		return nil
-	})
+			for name := range cfg.Routes {
+				if strings.Contains(name, slug) {
+					return fmt.Errorf("route configuration %s still served", name)
+				}
+			}
+			return nil
+		})
+	}
 }
 
 func (s *suite) adsSeesTenants(t *testing.T) {
@@ -133,6 +135,14 @@ func (s *suite) adsSeesTenants(t *testing.T) {
 		}
 		if len(m.Route.GetRoute().GetRateLimits()) == 0 {
 			t.Errorf("%s: route has no rate-limit actions", plan)
+		}
+		// An Envoy on delta ADS (what `tenantgate bootstrap` and envoy/gateway.yaml use) sees the same.
+		d, err := s.c.xdsConfig(t, xdsfetch.Delta()).Match(host(tn.Slug), "/orders")
+		if err != nil {
+			t.Fatalf("%s over delta ADS: %v", plan, err)
+		}
+		if d.ClusterName != m.ClusterName || d.Cluster == nil || d.ContextExtensions["tenant_id"] != tn.ID {
+			t.Errorf("%s over delta ADS: cluster %s (%v), tenant %q", plan, d.ClusterName, d.Cluster != nil, d.ContextExtensions["tenant_id"])
 		}
 	}
 	free := s.routeFor(t, s.tenants["free"].Slug)
