@@ -95,11 +95,13 @@ func (p Params) extAuthz() *extauthzv3.ExtAuthz {
 // rateLimit asks the rate-limit service in the tenantgate domain with the descriptors each route
 // names. If the service cannot be reached the request passes: the service applies each plan's own
 // failure mode when its store fails, and an unreachable sidecar is already caught by ext_authz,
-// which runs first and fails closed.
+// which runs first and fails closed. Every request is counted, "internal" ones too: behind a load
+// balancer with a private address (a Kubernetes Service, a cloud LB) Envoy marks every request
+// internal, and "external" would then limit nothing.
 func (p Params) rateLimit() *ratelimitv3.RateLimit {
 	return &ratelimitv3.RateLimit{
 		Domain:      RateLimitDomain,
-		RequestType: "external",
+		RequestType: "both",
 		Timeout:     durationpb.New(p.XDS.RateLimit.Timeout.D()),
 		RateLimitService: &ratelimitconfv3.RateLimitServiceConfig{
 			GrpcService: &corev3.GrpcService{
