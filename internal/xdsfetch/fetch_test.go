@@ -3,6 +3,8 @@ package xdsfetch_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -89,9 +91,15 @@ func seesEveryTenant(t *testing.T, opts ...xdsfetch.Option) {
 // fetchFrom serves the tenants from a real xDS server and fetches its config.
 func fetchFrom(t *testing.T, tenants []tenant.Tenant, opts ...xdsfetch.Option) (*xdsfetch.Config, error) {
 	t.Helper()
+	return serve(t, tenants)(opts...)
+}
+
+// serve runs a real xDS server for the tenants until the test ends, and returns a fetch from it.
+func serve(t testing.TB, tenants []tenant.Tenant) func(opts ...xdsfetch.Option) (*xdsfetch.Config, error) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.XDS.Routes = []config.XDSRoute{{Name: "orders", Prefix: "/orders"}, {Name: "default", Prefix: "/"}}
-	srv := xds.New(envoybuild.ParamsFrom(&cfg))
+	srv := xds.New(envoybuild.ParamsFrom(&cfg), xds.WithLogger(slog.New(slog.DiscardHandler)))
 	srv.OnChange(snapshot.New(tenants, 1), tenants)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -102,16 +110,47 @@ func fetchFrom(t *testing.T, tenants []tenant.Tenant, opts ...xdsfetch.Option) (
 	done := make(chan struct{}, 2)
 	go func() { _ = srv.Run(ctx); done <- struct{}{} }()
 	go func() { _ = srv.Serve(ctx, lis); done <- struct{}{} }()
-	t.Cleanup(func() { cancel(); <-done; <-done })
-
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer fcancel()
-	return xdsfetch.Fetch(fctx, conn, &corev3.Node{Id: "test", Cluster: "test"}, opts...)
+	t.Cleanup(func() { conn.Close(); cancel(); <-done; <-done })
+	return func(opts ...xdsfetch.Option) (*xdsfetch.Config, error) {
+		fctx, fcancel := context.WithTimeout(ctx, 30*time.Second)
+		defer fcancel()
+		return xdsfetch.Fetch(fctx, conn, &corev3.Node{Id: "test", Cluster: "test"}, opts...)
+	}
+}
+
+// BenchmarkFetch measures one complete fetch of 1000 tenants (what `tenantgate explain` and the
+// end-to-end test do per look), delta against the state-of-the-world baseline.
+func BenchmarkFetch(b *testing.B) {
+	tenants := make([]tenant.Tenant, 1000)
+	for i := range tenants {
+		tenants[i] = tenant.Tenant{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), Slug: fmt.Sprintf("t%d", i),
+			Name: "T", Plan: "free", Model: tenant.Pool, Status: tenant.Active}
+	}
+	fetch := serve(b, tenants)
+	var base float64
+	for _, name := range []string{"sotw", "delta"} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				got, err := fetch(protocols[name]...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(got.Routes) != len(tenants) {
+					b.Fatalf("%d routes", len(got.Routes))
+				}
+			}
+			per := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+			if name == "sotw" {
+				base = per
+			} else if base > 0 {
+				b.ReportMetric(per/base, "x_sotw")
+			}
+		})
+	}
 }
 
 // TestFetch_NoTenantsIsAnAnswerToo: with no tenant, the empty scope set still completes a fetch
