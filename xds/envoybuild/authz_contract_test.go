@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
@@ -67,13 +68,19 @@ func TestRouteContextExtensions_CheckHonoursThem(t *testing.T) {
 		}
 		return tok
 	}
+	cfg.XDS.Routes = []config.XDSRoute{{Name: "admin", Prefix: "/admin", Plans: []string{"enterprise"}}, {Name: "default", Prefix: "/"}}
 	params := envoybuild.ParamsFrom(&cfg)
-	routeExtensions := func(tn tenant.Tenant) map[string]string {
+	routeExtensions := func(tn tenant.Tenant, route string) map[string]string {
 		res, ok := params.Tenant(&tn)
 		if !ok {
 			t.Fatalf("no resources for %s", tn.Slug)
 		}
-		rt := res.Route.GetVirtualHosts()[0].GetRoutes()[0]
+		var rt *routev3.Route
+		for _, r := range res.Route.GetVirtualHosts()[0].GetRoutes() {
+			if r.GetName() == route {
+				rt = r
+			}
+		}
 		var per extauthzv3.ExtAuthzPerRoute
 		if err := rt.GetTypedPerFilterConfig()["envoy.filters.http.ext_authz"].UnmarshalTo(&per); err != nil {
 			t.Fatal(err)
@@ -84,14 +91,18 @@ func TestRouteContextExtensions_CheckHonoursThem(t *testing.T) {
 	tests := []struct {
 		name  string
 		route tenant.Tenant // whose route the request matched
+		named string        // which route of it
 		token tenant.Tenant
 		host  string
 		allow bool
 	}{
-		{"own tenant on its host is allowed", acme, acme, "acme.tenants.example.com", true},
-		{"own tenant on an unbound host is allowed", acme, acme, "api.example.net", true},
-		{"other tenant on an unbound host is denied by the route's tenant", acme, globex, "api.example.net", false},
-		{"other tenant on the route's host is denied", acme, globex, "acme.tenants.example.com", false},
+		{"own tenant on its host is allowed", acme, "default", acme, "acme.tenants.example.com", true},
+		{"own tenant on an unbound host is allowed", acme, "default", acme, "api.example.net", true},
+		{"other tenant on an unbound host is denied by the route's tenant", acme, "default", globex, "api.example.net", false},
+		{"other tenant on the route's host is denied", acme, "default", globex, "acme.tenants.example.com", false},
+		{"a route open to the tenant's plan is allowed", acme, "admin", acme, "acme.tenants.example.com", true},
+		{"a route closed to the tenant's plan is denied", globex, "admin", globex, "globex.tenants.example.com", false},
+		{"every plan may use a route without plans", globex, "default", globex, "globex.tenants.example.com", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,7 +111,7 @@ func TestRouteContextExtensions_CheckHonoursThem(t *testing.T) {
 					Method: "GET", Path: "/", Host: tt.host, Scheme: "https", Protocol: "HTTP/1.1",
 					Headers: map[string]string{"authorization": "Bearer " + token(tt.token)},
 				}},
-				ContextExtensions: routeExtensions(tt.route),
+				ContextExtensions: routeExtensions(tt.route, tt.named),
 			}}
 			resp, err := srv.Check(context.Background(), req)
 			if err != nil {
