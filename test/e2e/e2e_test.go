@@ -225,17 +225,7 @@ func contains(list []string, v string) bool {
 
 func (s *suite) explainTells(t *testing.T) {
 	a, b := s.tenants["professional"], s.tenants["starter"]
-	run := func(args ...string) string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, s.c.bin, append([]string{"explain", "--grpc-addr", s.c.sidecars[1].grpc, "--xds-addr", s.c.control.xds}, args...)...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("tenantgate explain: %v\n%s", err, out)
-		}
-		return string(out)
-	}
+	run := func(args ...string) string { return s.explain(t, args...) }
 	out := run("--url", "https://"+host(a.Slug)+"/orders", "--token", s.c.issuer.tenantToken(t, a.ID))
 	for _, want := range []string{"scope        tenant-" + a.Slug, "authz told   tenant_id=" + a.ID, "cluster      tenantgate_pool", "ALLOWED",
 		"x-tenant-id: " + a.ID, "endpoint=default", "12 per hour, 12 remaining"} {
@@ -249,6 +239,19 @@ func (s *suite) explainTells(t *testing.T) {
 			t.Errorf("explain output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// explain runs `tenantgate explain` against the second sidecar and the control plane.
+func (s *suite) explain(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.c.bin, append([]string{"explain", "--grpc-addr", s.c.sidecars[1].grpc, "--xds-addr", s.c.control.xds}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("tenantgate explain: %v\n%s", err, out)
+	}
+	return string(out)
 }
 
 func (s *suite) rateLimitsJointly(t *testing.T) {
@@ -278,6 +281,11 @@ func (s *suite) rateLimitsJointly(t *testing.T) {
 		}
 		if got := admitted.Load(); got != int64(limit) {
 			t.Errorf("%s: %d admitted across both sidecars, want exactly the plan's %d", plan, got, limit)
+		}
+		// Explaining the next request says it is refused, and counts nothing.
+		out := s.explain(t, "--url", "https://"+host(tn.Slug)+"/orders", "--token", s.c.issuer.tenantToken(t, tn.ID))
+		if !strings.Contains(out, "OVER_LIMIT") || !strings.Contains(out, "0 remaining") {
+			t.Errorf("%s: explain after the window filled:\n%s", plan, out)
 		}
 		// Another endpoint has its own window.
 		if resp, err := shouldRateLimit(t, s.c.sidecars[0], tn.ID, "other"); err != nil || resp.GetOverallCode() != rlsv3.RateLimitResponse_OK {
