@@ -73,12 +73,18 @@ func (p Params) connectionManager() *hcmv3.HttpConnectionManager {
 }
 
 // extAuthz fails closed: when the authz service errs or times out the request gets a 503, never
-// a pass. Only the configured headers (the credentials) are sent to it.
+// a pass. Only the configured headers (the credentials), the trace context, and the trusted-header
+// names are sent to it: the service must see a client's x-tenant-* headers to remove them, since
+// Envoy only applies headers_to_remove to headers it sent.
 func (p Params) extAuthz() *extauthzv3.ExtAuthz {
-	patterns := make([]*matcherv3.StringMatcher, 0, len(p.XDS.AuthzHeaders))
+	patterns := make([]*matcherv3.StringMatcher, 0, len(p.XDS.AuthzHeaders)+len(alwaysToAuthz)+1)
 	for _, h := range p.XDS.AuthzHeaders {
 		patterns = append(patterns, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h}})
 	}
+	for _, h := range alwaysToAuthz {
+		patterns = append(patterns, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h}})
+	}
+	patterns = append(patterns, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: trustedHeaderPrefix}})
 	return &extauthzv3.ExtAuthz{
 		Services: &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: AuthzCluster}},
@@ -112,3 +118,11 @@ func (p Params) rateLimit() *ratelimitv3.RateLimit {
 		EnableXRatelimitHeaders: ratelimitv3.RateLimit_DRAFT_VERSION_03,
 	}
 }
+
+// trustedHeaderPrefix names the headers tenantgate stamps (x-tenant-id, ...); every client-sent
+// header under it goes to ext_authz so the service can remove what it does not stamp.
+const trustedHeaderPrefix = "x-tenant-"
+
+// alwaysToAuthz are sent to ext_authz whatever the config says: the other stamped header, and the
+// W3C trace context the service continues.
+var alwaysToAuthz = []string{"x-auth-subject", "traceparent", "tracestate"}
