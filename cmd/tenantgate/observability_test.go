@@ -62,6 +62,7 @@ var documentedSeries = []struct {
 	{"tenantgate_ratelimit_decisions_total", []string{"code", "source"}},
 	{"tenantgate_ratelimit_store_seconds", nil},
 	{"tenantgate_ratelimit_store_breaker_open", nil},
+	{"tenantgate_ratelimit_redis_errors_total", []string{"kind"}},
 	// xds
 	{"tenantgate_xds_streams", []string{"protocol"}},
 	{"tenantgate_xds_nacks_total", []string{"type"}},

@@ -7,6 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tenantgate/tenantgate/internal/telemetry"
 	"github.com/tenantgate/tenantgate/internal/tenant"
 	"github.com/tenantgate/tenantgate/ratelimit"
 )
@@ -34,6 +35,11 @@ func setupRateLimit(_ context.Context, a *app) error {
 			return fmt.Errorf("redis_url: %w", err)
 		}
 		a.closers = append(a.closers, func() { _ = client.Close() })
+		hook, err := telemetry.NewRedisHook(a.metrics)
+		if err != nil {
+			return err
+		}
+		client.AddHook(hook)
 		rs, err := ratelimit.NewRedisStore(client, rc.Redis.KeyPrefix, ratelimit.WithRedisTimeout(rc.Timeout.D()))
 		if err != nil {
 			return err
