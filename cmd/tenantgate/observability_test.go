@@ -744,3 +744,69 @@ func TestOperationsDoc_NamesEverySeries(t *testing.T) {
 		}
 	}
 }
+
+// TestServe_UnreachableCollectorCostsNoRequest: with the OTLP collector down, requests are answered
+// as usual, shutdown stays within its bound, and the failed export is logged rather than lost.
+func TestServe_UnreachableCollectorCostsNoRequest(t *testing.T) {
+	dead := freeAddr(t) // nothing listens there
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "tenantgate.yaml")
+	if err := os.WriteFile(cfgPath, []byte(`base_domain: `+obsDomain+`
+log: { level: info, format: json }
+components: [authz, ratelimit]
+tenants_file: ""
+telemetry:
+  tracing: { endpoint: "`+dead+`", insecure: true, sample_ratio: 1 }
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &observed{grpc: freeAddr(t), admin: freeAddr(t), logs: &lockedBuffer{}}
+	cfg.Listen = config.Listen{GRPC: o.grpc, XDS: freeAddr(t), HTTP: freeAddr(t), Admin: o.admin}
+	log, err := newLogger(cfg.Log, o.logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, log) }()
+	defer cancel()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if resp, err := http.Get("http://" + o.admin + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready:\n%s", o.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for range 5 {
+		if r := o.check(t, "nobody."+obsDomain, nil); r.GetStatus().GetCode() == int32(codes.OK) {
+			t.Fatal("a request without a credential was allowed")
+		}
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop within 30s with the collector down")
+	}
+	if took := time.Since(start); took > cfg.ShutdownTimeout.D()+tracingShutdownTimeout+5*time.Second {
+		t.Errorf("shutdown took %s", took)
+	}
+	if logs := o.logs.String(); !strings.Contains(logs, `"msg":"trace export"`) && !strings.Contains(logs, `"msg":"flush traces"`) {
+		t.Errorf("the failed export was not logged:\n%s", tailLines(o.logs.String(), 20))
+	}
+}

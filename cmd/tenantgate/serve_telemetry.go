@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel"
+
 	"github.com/tenantgate/tenantgate/internal/telemetry"
 )
 
@@ -28,6 +30,11 @@ func setupTelemetry(a *app) (*telemetry.Interceptor, error) {
 		}
 	})
 	if tc.Tracing.Enabled() {
+		// The exporter reports a collector it cannot reach through OpenTelemetry's process-wide
+		// error handler; route that to the log instead of the standard logger.
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+			a.log.Warn("trace export", slog.Any("error", err))
+		}))
 		a.log.Info("tracing on", slog.String("endpoint", tc.Tracing.Endpoint), slog.Float64("sample_ratio", tc.Tracing.SampleRatio))
 	}
 	changed, err := telemetry.SnapshotMetrics(a.tenants, a.metrics, time.Now)
