@@ -68,21 +68,7 @@ func shippedRules(t *testing.T) map[string]rulefmt.Rule {
 // chart ships, the templated ones included), for release "t" in namespace "default".
 func renderedRules(t *testing.T) map[string]rulefmt.Rule {
 	t.Helper()
-	helm, err := exec.LookPath("helm")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("helm not found (make helm installs it)")
-		}
-		t.Skip("helm not found (make helm installs it): skipping the rendered PrometheusRule")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, helm, "template", "t", filepath.Join(repoRoot(), "charts", "tenantgate"),
-		"--set", "database.existingSecret=tenantgate-db", "--set", "metrics.prometheusRule.enabled=true",
-		"--show-only", "templates/prometheusrule.yaml").Output()
-	if err != nil {
-		t.Fatalf("helm template: %v", err)
-	}
+	out := helmTemplate(t, "metrics.prometheusRule.enabled=true", "templates/prometheusrule.yaml")
 	var doc struct {
 		Spec yaml.Node `yaml:"spec"`
 	}
@@ -94,6 +80,26 @@ func renderedRules(t *testing.T) map[string]rulefmt.Rule {
 		t.Fatal(err)
 	}
 	return rules(t, spec)
+}
+
+// helmTemplate renders one template of the chart for release "t" with set turned on.
+func helmTemplate(t *testing.T, set, template string) []byte {
+	t.Helper()
+	helm, err := exec.LookPath("helm")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("helm not found (make helm installs it)")
+		}
+		t.Skip("helm not found (make helm installs it)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, helm, "template", "t", filepath.Join(repoRoot(), "charts", "tenantgate"),
+		"--set", "database.existingSecret=tenantgate-db", "--set", set, "--show-only", template).Output()
+	if err != nil {
+		t.Fatalf("helm template: %v", err)
+	}
+	return out
 }
 
 // anchors are the GitHub anchors of docs/operations.md's headings.

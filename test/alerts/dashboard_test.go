@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/prometheus/promql/parser"
+	"go.yaml.in/yaml/v3"
 )
 
 // TestDashboard_EveryQueryParsesAndUsesDocumentedSeries: each panel query of the Grafana dashboard
@@ -70,5 +72,36 @@ func TestDashboard_EveryQueryParsesAndUsesDocumentedSeries(t *testing.T) {
 	}
 	if queries < 20 {
 		t.Errorf("only %d queries: the dashboard lost its panels", queries)
+	}
+}
+
+// TestDashboard_ChartServesItToGrafana: the chart's ConfigMap holds the dashboard unchanged, under
+// the label Grafana's dashboard sidecar looks for.
+func TestDashboard_ChartServesItToGrafana(t *testing.T) {
+	out := helmTemplate(t, "metrics.grafanaDashboard.enabled=true", "templates/grafana-dashboard.yaml")
+	var cm struct {
+		Kind     string `yaml:"kind"`
+		Metadata struct {
+			Labels map[string]string `yaml:"labels"`
+		} `yaml:"metadata"`
+		Data map[string]string `yaml:"data"`
+	}
+	if err := yaml.Unmarshal(out, &cm); err != nil {
+		t.Fatal(err)
+	}
+	if cm.Kind != "ConfigMap" || cm.Metadata.Labels["grafana_dashboard"] != "1" {
+		t.Fatalf("rendered %s with labels %v, want a ConfigMap labelled grafana_dashboard=1", cm.Kind, cm.Metadata.Labels)
+	}
+	file, err := os.ReadFile(filepath.Join(repoRoot(), "charts", "tenantgate", "files", "dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var served, shipped any
+	if err := json.Unmarshal([]byte(cm.Data["tenantgate.json"]), &served); err != nil {
+		t.Fatalf("served dashboard is not JSON: %v", err)
+	}
+	_ = json.Unmarshal(file, &shipped)
+	if !reflect.DeepEqual(served, shipped) {
+		t.Error("the served dashboard differs from files/dashboard.json")
 	}
 }
