@@ -69,7 +69,13 @@ func RequestFrom(ctx context.Context) *Request {
 type requestHandler struct{ slog.Handler }
 
 func (h requestHandler) Handle(ctx context.Context, rec slog.Record) error {
-	if r := RequestFrom(ctx); r != nil {
+	r := RequestFrom(ctx)
+	sc := trace.SpanContextFromContext(ctx)
+	if r == nil && !sc.IsValid() {
+		return h.Handler.Handle(ctx, rec)
+	}
+	rec = rec.Clone() // the caller's record may share its attributes' storage
+	if r != nil {
 		if r.ID != "" {
 			rec.AddAttrs(slog.String("request_id", r.ID))
 		}
@@ -77,7 +83,7 @@ func (h requestHandler) Handle(ctx context.Context, rec slog.Record) error {
 			rec.AddAttrs(slog.String("tenant_id", t))
 		}
 	}
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+	if sc.IsValid() {
 		rec.AddAttrs(slog.String("trace_id", sc.TraceID().String()))
 	}
 	return h.Handler.Handle(ctx, rec)
