@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 
 	commonrl "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
@@ -290,5 +291,18 @@ func TestCheck_LogLinesCarryRequestAndTenant(t *testing.T) {
 	}
 	if bytes.Contains(buf.Bytes(), []byte("secret-token")) {
 		t.Error("a log line holds the token")
+	}
+}
+
+// TestRequestID_IsBounded: a client's oversized x-request-id reaches the log lines cut to 128 bytes.
+func TestRequestID_IsBounded(t *testing.T) {
+	long := strings.Repeat("r", 10000)
+	got := requestIDOfCheck(context.Background(), checkRequest(map[string]string{"x-request-id": long}))
+	if len(got) != maxRequestIDBytes {
+		t.Errorf("request id of %d bytes, want %d", len(got), maxRequestIDBytes)
+	}
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("x-request-id", long))
+	if got := requestIDOfCall(ctx); len(got) != maxRequestIDBytes {
+		t.Errorf("call request id of %d bytes, want %d", len(got), maxRequestIDBytes)
 	}
 }

@@ -47,12 +47,23 @@ func fromMetadata(ctx context.Context) trace.SpanContext {
 	return trace.SpanContextFromContext(Propagator.Extract(context.Background(), metadataCarrier(md)))
 }
 
+// maxRequestIDBytes bounds the request id put on log lines and spans: a client may send its own
+// (when Envoy preserves external request ids), of any length.
+const maxRequestIDBytes = 128
+
 // requestIDOfCheck is the x-request-id Envoy stamps on the checked request, else the call's.
 func requestIDOfCheck(ctx context.Context, req *authv3.CheckRequest) string {
 	if id := (checkHeaders{req}).Get(headerRequestID); id != "" {
-		return id
+		return boundRequestID(id)
 	}
 	return requestIDOfCall(ctx)
+}
+
+func boundRequestID(id string) string {
+	if len(id) > maxRequestIDBytes {
+		return id[:maxRequestIDBytes]
+	}
+	return id
 }
 
 func requestIDOfCall(ctx context.Context) string {
@@ -61,7 +72,7 @@ func requestIDOfCall(ctx context.Context) string {
 		return ""
 	}
 	if v := md.Get(headerRequestID); len(v) > 0 {
-		return v[0]
+		return boundRequestID(v[0])
 	}
 	return ""
 }
