@@ -123,6 +123,6 @@ func (p Params) rateLimit() *ratelimitv3.RateLimit {
 // header under it goes to ext_authz so the service can remove what it does not stamp.
 const trustedHeaderPrefix = "x-tenant-"
 
-// alwaysToAuthz are sent to ext_authz whatever the config says: the other stamped header, and the
-// W3C trace context the service continues.
-var alwaysToAuthz = []string{"x-auth-subject", "traceparent", "tracestate"}
+// alwaysToAuthz are sent to ext_authz whatever the config says: the other stamped header, the
+// request id its log lines carry, and the W3C trace context the service continues.
+var alwaysToAuthz = []string{"x-auth-subject", "x-request-id", "traceparent", "tracestate"}
