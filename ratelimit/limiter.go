@@ -75,6 +75,7 @@ func (c *Config) Validate() error {
 type Limiter struct {
 	store   Store
 	plans   *planSet
+	texts   windowTexts
 	tenants TenantLookup
 	domain  string
 	timeout time.Duration
@@ -104,6 +105,7 @@ func New(cfg Config) (*Limiter, error) {
 	l := &Limiter{
 		store:   cfg.Store,
 		plans:   plans,
+		texts:   newWindowTexts(plans),
 		tenants: cfg.Tenants,
 		domain:  cmpOr(cfg.Domain, DefaultDomain),
 		timeout: cmpOr(cfg.Timeout, 50*time.Millisecond),
@@ -242,7 +244,7 @@ func (l *Limiter) decide(ctx context.Context, q *query) (decision, error) {
 		return l.failureMode(q), nil
 	}
 	l.breaker.success()
-	d := decision{Outcome: fromStore, Admitted: res.Admitted, NowMS: res.NowMS, States: make([]state, len(q.Counters))}
+	d := decision{Outcome: fromStore, Admitted: res.Admitted, NowMS: res.NowMS, States: q.states()}
 	for i, c := range q.Counters {
 		st := c.Window.stateAfter(res.NowMS, res.Counts[i], c.Hits, res.Admitted)
 		d.States[i] = st
@@ -269,11 +271,11 @@ func (l *Limiter) fromCache(q *query, nowMS int64) (decision, bool) {
 		if c.Hits <= 0 {
 			continue
 		}
-		until := l.cache.overUntil(cacheKey(c), nowMS)
+		until := l.cache.overUntil(c, nowMS)
 		if until <= nowMS {
 			continue
 		}
-		d := decision{Outcome: fromCache, NowMS: nowMS, States: make([]state, len(q.Counters))}
+		d := decision{Outcome: fromCache, NowMS: nowMS, States: q.states()}
 		for j, o := range q.Counters {
 			// Only the cached counter's state is known; the others are reported with no quota
 			// promised (remaining 0), which is true of the request as a whole.

@@ -39,24 +39,33 @@ func newOverLimitCache(size int) *overLimitCache {
 }
 
 // cacheKey includes the limit, so that a plan change is never answered from a stale entry.
-func cacheKey(c counter) string {
-	return c.Key + "|" + strconv.FormatInt(c.Window.Limit, 10)
+func cacheKey(c counter) string { return string(appendCacheKey(nil, c)) }
+
+// appendCacheKey appends cacheKey(c) to b, so that a lookup can build the key without allocating.
+func appendCacheKey(b []byte, c counter) []byte {
+	b = append(b, c.Key...)
+	b = append(b, '|')
+	return strconv.AppendInt(b, c.Window.Limit, 10)
 }
 
 func (c *overLimitCache) shard(key string) *overLimitShard {
 	return &c.shards[maphash.String(c.seed, key)%uint64(len(c.shards))]
 }
 
-// overUntil returns when the key stops being known over its limit; 0 (or a past time) if it is not.
-func (c *overLimitCache) overUntil(key string, nowMS int64) int64 {
+// overUntil returns when counter k stops being known over its limit; 0 (or a past time) if it is
+// not. It builds the key on the stack: the hot path asks it of every counter with hits, and almost
+// always finds nothing.
+func (c *overLimitCache) overUntil(k counter, nowMS int64) int64 {
 	if c == nil {
 		return 0
 	}
-	sh := c.shard(key)
+	var buf [128]byte
+	key := appendCacheKey(buf[:0], k)
+	sh := &c.shards[maphash.Bytes(c.seed, key)%uint64(len(c.shards))]
 	sh.mu.Lock()
-	until, ok := sh.until[key]
+	until, ok := sh.until[string(key)]
 	if ok && until <= nowMS {
-		delete(sh.until, key)
+		delete(sh.until, string(key))
 		until = 0
 	}
 	sh.mu.Unlock()

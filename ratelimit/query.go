@@ -26,6 +26,32 @@ type query struct {
 	Descs    []descriptor // one per request descriptor, in order
 	// Refuse: the request names more than one tenant; it is refused without counting.
 	Refuse bool
+
+	// Room for the slices above (and the decision's states) for a request of a few descriptors
+	// and windows, so that a query is one allocation.
+	descBuf    [2]descriptor
+	counterBuf [4]counter
+	indexBuf   [4]int
+	stateBuf   [4]state
+	indexUsed  int
+}
+
+// indices returns room for n counter indices.
+func (q *query) indices(n int) []int {
+	if q.indexUsed+n > len(q.indexBuf) {
+		return make([]int, n)
+	}
+	s := q.indexBuf[q.indexUsed : q.indexUsed+n : q.indexUsed+n]
+	q.indexUsed += n
+	return s
+}
+
+// states returns room for the state of every counter.
+func (q *query) states() []state {
+	if len(q.Counters) > len(q.stateBuf) {
+		return make([]state, len(q.Counters))
+	}
+	return q.stateBuf[:len(q.Counters)]
 }
 
 // descriptor is one request descriptor: ours or not, and the counters (indices) of its windows.
@@ -39,7 +65,13 @@ type descriptor struct {
 // plan (from the registry, not the request) and becomes one counter per window; descriptors naming
 // the same counter share it, their hits added.
 func (l *Limiter) parse(req *rlsv3.RateLimitRequest) *query {
-	q := &query{Descs: make([]descriptor, len(req.GetDescriptors()))}
+	q := &query{}
+	if n := len(req.GetDescriptors()); n <= len(q.descBuf) {
+		q.Descs = q.descBuf[:n]
+	} else {
+		q.Descs = make([]descriptor, n)
+	}
+	q.Counters = q.counterBuf[:0]
 	reqHits := int64(req.GetHitsAddend())
 	if reqHits == 0 {
 		reqHits = 1 // proto3 cannot tell 0 from unset; Envoy means 1 (the proto's documented default)
@@ -67,7 +99,7 @@ func (l *Limiter) parse(req *rlsv3.RateLimitRequest) *query {
 			endpoint = longEndpoint
 		}
 		ws := p.windowsFor(endpoint)
-		desc := descriptor{Ours: true, Endpoint: endpoint, Counters: make([]int, len(ws))}
+		desc := descriptor{Ours: true, Endpoint: endpoint, Counters: q.indices(len(ws))}
 		for j, w := range ws {
 			desc.Counters[j] = q.add(counter{Key: keyName(key, endpoint, w), Window: w, Hits: hits})
 		}

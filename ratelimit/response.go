@@ -28,18 +28,42 @@ func allowAll(n int) *rlsv3.RateLimitResponse {
 	return r
 }
 
+// responseArena holds a response to a request of up to two descriptors in one allocation: the
+// service answers tens of thousands a second, and each separate allocation costs CPU and GC.
+type responseArena struct {
+	resp       rlsv3.RateLimitResponse
+	statuses   [2]rlsv3.RateLimitResponse_DescriptorStatus
+	statusPtrs [2]*rlsv3.RateLimitResponse_DescriptorStatus
+	durations  [2]durationpb.Duration
+	headers    [5]corev3.HeaderValue
+	headerPtrs [5]*corev3.HeaderValue
+}
+
 // respond builds Envoy's answer: one status per descriptor, in order, and the rate-limit headers.
 // A descriptor's status reports its most constraining window (one that refused, else the one with the
 // least remaining); the headers report the most constraining window of the whole request.
-func respond(q *query, d decision) *rlsv3.RateLimitResponse {
-	r := &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK, Statuses: make([]*rlsv3.RateLimitResponse_DescriptorStatus, len(q.Descs))}
+func (t windowTexts) respond(q *query, d decision) *rlsv3.RateLimitResponse {
+	a := new(responseArena)
+	r := &a.resp
+	r.OverallCode = rlsv3.RateLimitResponse_OK
+	if n := len(q.Descs); n <= len(a.statuses) {
+		r.Statuses = a.statusPtrs[:n]
+		for i := range r.Statuses {
+			r.Statuses[i] = &a.statuses[i]
+		}
+	} else {
+		r.Statuses = make([]*rlsv3.RateLimitResponse_DescriptorStatus, n)
+		for i := range r.Statuses {
+			r.Statuses[i] = &rlsv3.RateLimitResponse_DescriptorStatus{}
+		}
+	}
 	if !d.Admitted {
 		r.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
 	}
 	best := -1
 	for i, desc := range q.Descs {
-		st := &rlsv3.RateLimitResponse_DescriptorStatus{Code: rlsv3.RateLimitResponse_OK}
-		r.Statuses[i] = st
+		st := r.Statuses[i]
+		st.Code = rlsv3.RateLimitResponse_OK
 		if !desc.Ours {
 			continue
 		}
@@ -50,9 +74,14 @@ func respond(q *query, d decision) *rlsv3.RateLimitResponse {
 			if s.Over {
 				st.Code = rlsv3.RateLimitResponse_OVER_LIMIT
 			}
-			st.CurrentLimit = currentLimit(s.Window)
+			st.CurrentLimit = t.of(s.Window).limit
 			st.LimitRemaining = uint32(min(s.Remaining, int64(^uint32(0))))
-			st.DurationUntilReset = durationpb.New(s.ResetIn)
+			if i < len(a.durations) {
+				st.DurationUntilReset = &a.durations[i]
+				st.DurationUntilReset.Seconds, st.DurationUntilReset.Nanos = durationParts(s.ResetIn)
+			} else {
+				st.DurationUntilReset = durationpb.New(s.ResetIn)
+			}
 			if best < 0 || constrains(s, d.States[best]) {
 				best = c
 			}
@@ -61,13 +90,71 @@ func respond(q *query, d decision) *rlsv3.RateLimitResponse {
 				st.Code = rlsv3.RateLimitResponse_OVER_LIMIT
 			}
 			ws := q.Plan.windowsFor(desc.Endpoint)
-			st.CurrentLimit = currentLimit(ws[0])
+			st.CurrentLimit = t.of(ws[0]).limit
 		}
 	}
 	if best >= 0 {
-		r.ResponseHeadersToAdd = headers(q, d.States, best)
+		r.ResponseHeadersToAdd = a.headerPtrs[:]
+		for i := range a.headers {
+			r.ResponseHeadersToAdd[i] = &a.headers[i]
+		}
+		t.headers(r.ResponseHeadersToAdd, q, d.States, best)
 	}
 	return r
+}
+
+// durationParts splits d as durationpb.New does.
+func durationParts(d time.Duration) (seconds int64, nanos int32) {
+	return int64(d / time.Second), int32(d % time.Second)
+}
+
+// windowText is what a response says of a window, rendered once per configured window.
+type windowText struct {
+	// limit is shared by every response that reports this window: it is never modified (marshalling
+	// only reads it).
+	limit  *rlsv3.RateLimitResponse_RateLimit
+	name   string // the policy name of the window without an endpoint: "1h" (quoted)
+	policy string // the RateLimit-Policy item of the window without an endpoint
+	max    string // X-RateLimit-Limit
+}
+
+func newWindowText(w window) *windowText {
+	return &windowText{
+		limit:  currentLimit(w),
+		name:   string(appendEndpointPolicyName(nil, "", w)),
+		policy: string(appendPolicyItem(nil, "", w)),
+		max:    strconv.FormatInt(w.Limit, 10),
+	}
+}
+
+// windowTexts are the texts of every configured window. A window not in it (none, when the
+// limiter's plans built it) is rendered on the fly.
+type windowTexts map[window]*windowText
+
+func newWindowTexts(ps *planSet) windowTexts {
+	t := windowTexts{}
+	add := func(ws []window) {
+		for _, w := range ws {
+			if t[w] == nil {
+				t[w] = newWindowText(w)
+			}
+		}
+	}
+	add(ps.restrictive.Windows)
+	for _, p := range ps.byName {
+		add(p.Windows)
+		for _, ws := range p.Endpoints {
+			add(ws)
+		}
+	}
+	return t
+}
+
+func (t windowTexts) of(w window) *windowText {
+	if wt := t[w]; wt != nil {
+		return wt
+	}
+	return newWindowText(w)
 }
 
 // mostConstraining picks, among the given counters, a window that refused, else the one with the
@@ -92,51 +179,70 @@ func constrains(a, b state) bool {
 	return a.ResetIn > b.ResetIn
 }
 
-// headers renders RateLimit-Policy (every window of the request), RateLimit and the X-RateLimit-*
-// headers (the most constraining window). Reset values are whole seconds, rounded up.
-func headers(q *query, states []state, worstIdx int) []*corev3.HeaderValue {
+// headers renders, into h (five headers), RateLimit-Policy (every window of the request), RateLimit and
+// the X-RateLimit-* headers (the most constraining window). Reset values are whole seconds, rounded
+// up.
+func (t windowTexts) headers(h []*corev3.HeaderValue, q *query, states []state, worstIdx int) {
 	worst := states[worstIdx]
-	policy := make([]byte, 0, 64)
-	for i, s := range states {
-		if i > 0 {
-			policy = append(policy, ", "...)
+	worstText := t.of(worst.Window)
+	var policy string
+	if len(states) == 1 && endpointOfKey(q.Counters[0].Key) == "" {
+		policy = worstText.policy
+	} else {
+		b := make([]byte, 0, 64)
+		for i, s := range states {
+			if i > 0 {
+				b = append(b, ", "...)
+			}
+			b = appendPolicyItem(b, endpointOfKey(q.Counters[i].Key), s.Window)
 		}
-		policy = appendPolicyItem(policy, q.Counters[i], s.Window)
+		policy = string(b)
 	}
-	reset := strconv.FormatInt(ceilSeconds(worst.ResetIn), 10)
-	remaining := strconv.FormatInt(worst.Remaining, 10)
-	rl := make([]byte, 0, 48)
-	rl = appendPolicyName(rl, q.Counters[worstIdx], worst.Window)
+	// RateLimit is `<name>;r=<remaining>;t=<reset>`; the X-RateLimit-* values are cut from it.
+	var buf [160]byte
+	rl := buf[:0]
+	if ep := endpointOfKey(q.Counters[worstIdx].Key); ep == "" {
+		rl = append(rl, worstText.name...)
+	} else {
+		rl = appendEndpointPolicyName(rl, ep, worst.Window)
+	}
 	rl = append(rl, ";r="...)
-	rl = append(rl, remaining...)
+	r0 := len(rl)
+	rl = strconv.AppendInt(rl, worst.Remaining, 10)
+	r1 := len(rl)
 	rl = append(rl, ";t="...)
-	rl = append(rl, reset...)
-	return []*corev3.HeaderValue{
-		{Key: headerRateLimitPolicy, Value: string(policy)},
-		{Key: headerRateLimit, Value: string(rl)},
-		{Key: headerXLimit, Value: strconv.FormatInt(worst.Window.Limit, 10)},
-		{Key: headerXRemaining, Value: remaining},
-		{Key: headerXReset, Value: reset},
-	}
+	t0 := len(rl)
+	rl = strconv.AppendInt(rl, ceilSeconds(worst.ResetIn), 10)
+	rateLimit := string(rl)
+	h[0].Key, h[0].Value = headerRateLimitPolicy, policy
+	h[1].Key, h[1].Value = headerRateLimit, rateLimit
+	h[2].Key, h[2].Value = headerXLimit, worstText.max
+	h[3].Key, h[3].Value = headerXRemaining, rateLimit[r0:r1]
+	h[4].Key, h[4].Value = headerXReset, rateLimit[t0:]
 }
 
 // appendPolicyItem appends `"<name>";q=<limit>;w=<seconds>` (w rounded up to a whole second, as
 // the draft has it in seconds).
-func appendPolicyItem(b []byte, c counter, w window) []byte {
-	b = appendPolicyName(b, c, w)
+func appendPolicyItem(b []byte, endpoint string, w window) []byte {
+	b = appendEndpointPolicyName(b, endpoint, w)
 	b = append(b, ";q="...)
 	b = strconv.AppendInt(b, w.Limit, 10)
 	b = append(b, ";w="...)
 	return strconv.AppendInt(b, ceilSeconds(w.Period()), 10)
 }
 
-// appendPolicyName appends the policy's name as a structured-field string: the window length, after
-// the endpoint when the counter is an endpoint's (`"search 1m"`, `"1h"`).
+// appendPolicyName appends the policy's name of counter c as a structured-field string.
 func appendPolicyName(b []byte, c counter, w window) []byte {
+	return appendEndpointPolicyName(b, endpointOfKey(c.Key), w)
+}
+
+// appendEndpointPolicyName appends the policy's name as a structured-field string: the window
+// length, after the endpoint when the counter is an endpoint's (`"search 1m"`, `"1h"`).
+func appendEndpointPolicyName(b []byte, endpoint string, w window) []byte {
 	b = append(b, '"')
-	if ep := endpointOfKey(c.Key); ep != "" {
-		for i := 0; i < len(ep); i++ {
-			ch := ep[i]
+	if endpoint != "" {
+		for i := 0; i < len(endpoint); i++ {
+			ch := endpoint[i]
 			if ch < 0x20 || ch > 0x7e {
 				continue // not allowed in a structured-field string
 			}

@@ -27,5 +27,5 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	if err != nil {
 		return nil, status.FromContextError(err).Err()
 	}
-	return respond(q, d), nil
+	return l.texts.respond(q, d), nil
 }
