@@ -24,6 +24,9 @@ const MetadataNamespace = "tenantgate"
 // removed, and the same facts as dynamic metadata.
 func allow(t *tenant.Tenant, c *Claims, spoofed []string, removeCredential []string) *authv3.CheckResponse {
 	values := [...]string{t.ID, t.Slug, t.Plan, string(t.Model), c.Subject}
+	// The messages of one response are allocated together: a miss builds one response per token.
+	options := make([]corev3.HeaderValueOption, len(stampedHeaders))
+	pairs := make([]corev3.HeaderValue, len(stampedHeaders))
 	headers := make([]*corev3.HeaderValueOption, 0, len(stampedHeaders))
 	remove := make([]string, 0, len(spoofed)+len(removeCredential)+1)
 	remove = append(remove, spoofed...)
@@ -34,36 +37,64 @@ func allow(t *tenant.Tenant, c *Claims, spoofed []string, removeCredential []str
 			remove = append(remove, name)
 			continue
 		}
-		headers = append(headers, overwrite(name, values[i]))
+		pairs[i] = corev3.HeaderValue{Key: name, Value: values[i]}
+		setOverwrite(&options[i], &pairs[i])
+		headers = append(headers, &options[i])
 	}
-	facts := &structpb.Struct{Fields: map[string]*structpb.Value{
-		"tenant_id":    structpb.NewStringValue(t.ID),
-		"tenant_slug":  structpb.NewStringValue(t.Slug),
-		"tenant_plan":  structpb.NewStringValue(t.Plan),
-		"tenant_model": structpb.NewStringValue(string(t.Model)),
-		"auth_subject": structpb.NewStringValue(c.Subject),
-	}}
-	return &authv3.CheckResponse{
-		Status: &status.Status{Code: int32(codes.OK)},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers:         headers,
-			HeadersToRemove: remove,
-		}},
-		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
-			MetadataNamespace: structpb.NewStructValue(facts),
-		}},
+	var (
+		strs  [len(metadataFacts)]structpb.Value_StringValue
+		facts [len(metadataFacts)]structpb.Value
+	)
+	fields := make(map[string]*structpb.Value, len(metadataFacts))
+	for i, name := range metadataFacts {
+		strs[i].StringValue = values[i]
+		facts[i].Kind = &strs[i]
+		fields[name] = &facts[i]
 	}
+	msg := &struct {
+		resp      authv3.CheckResponse
+		status    status.Status
+		ok        authv3.CheckResponse_OkResponse
+		okHTTP    authv3.OkHttpResponse
+		metadata  structpb.Struct
+		namespace structpb.Value
+		nsKind    structpb.Value_StructValue
+		facts     structpb.Struct
+	}{}
+	msg.status.Code = int32(codes.OK)
+	msg.okHTTP.Headers = headers
+	msg.okHTTP.HeadersToRemove = remove
+	msg.ok.OkResponse = &msg.okHTTP
+	msg.facts.Fields = fields
+	msg.nsKind.StructValue = &msg.facts
+	msg.namespace.Kind = &msg.nsKind
+	msg.metadata.Fields = map[string]*structpb.Value{MetadataNamespace: &msg.namespace}
+	msg.resp.Status = &msg.status
+	msg.resp.HttpResponse = &msg.ok
+	msg.resp.DynamicMetadata = &msg.metadata
+	return &msg.resp
 }
 
+// metadataFacts name the dynamic metadata fields, in the order of the stamped headers' values.
+var metadataFacts = [...]string{"tenant_id", "tenant_slug", "tenant_plan", "tenant_model", "auth_subject"}
+
+// appendFalse is the shared, never modified append=false of every stamped header.
+var appendFalse = wrapperspb.Bool(false)
+
 func overwrite(name, value string) *corev3.HeaderValueOption {
-	return &corev3.HeaderValueOption{
-		Header: &corev3.HeaderValue{Key: name, Value: value},
-		// Deprecated in the protos, yet the only field some Envoy versions read; sent together
-		// with append_action so every version overwrites (DESIGN.md, known traps).
-		//lint:ignore SA1019 required for Envoy versions that ignore append_action
-		Append:       wrapperspb.Bool(false),
-		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-	}
+	o := new(corev3.HeaderValueOption)
+	setOverwrite(o, &corev3.HeaderValue{Key: name, Value: value})
+	return o
+}
+
+// setOverwrite makes o stamp h in the form that overwrites on every Envoy version.
+func setOverwrite(o *corev3.HeaderValueOption, h *corev3.HeaderValue) {
+	o.Header = h
+	// Deprecated in the protos, yet the only field some Envoy versions read; sent together
+	// with append_action so every version overwrites (DESIGN.md, known traps).
+	//lint:ignore SA1019 required for Envoy versions that ignore append_action
+	o.Append = appendFalse
+	o.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
 }
 
 // denials holds the one response for each denying reason, built once. They are never modified.

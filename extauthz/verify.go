@@ -60,10 +60,11 @@ type Verifier struct {
 }
 
 type verifierIssuer struct {
-	cfg    config.Issuer
-	keys   *issuerKeys
-	parser *jwt.Parser
-	types  []string // lower-case, without "application/"
+	cfg       config.Issuer
+	keys      *issuerKeys
+	methods   map[string]jwt.SigningMethod // golang-jwt's method for each allowed alg
+	validator *jwt.Validator               // golang-jwt's claims checks, with its strict options
+	types     []string                     // lower-case, without "application/"
 }
 
 // Option configures a Verifier or a Server.
@@ -136,18 +137,15 @@ func newVerifier(cfg config.Authz, o options, m *metrics) *Verifier {
 	for _, ic := range cfg.Issuers {
 		ic = ic.WithDefaults()
 		vi := &verifierIssuer{
-			cfg:  ic,
-			keys: newIssuerKeys(ic, o.client, o.log, m, o.now),
-			parser: jwt.NewParser(
-				jwt.WithValidMethods(ic.Algorithms),
-				jwt.WithIssuer(ic.Issuer),
-				jwt.WithAudience(ic.Audiences...),
-				jwt.WithExpirationRequired(),
-				jwt.WithIssuedAt(),
-				jwt.WithLeeway(cfg.Leeway.D()),
-				jwt.WithTimeFunc(o.now),
-				jwt.WithStrictDecoding(),
-			),
+			cfg:       ic,
+			keys:      newIssuerKeys(ic, o.client, o.log, m, o.now),
+			methods:   make(map[string]jwt.SigningMethod, len(ic.Algorithms)),
+			validator: newClaimsValidator(ic, cfg.Leeway.D(), o.now),
+		}
+		for _, alg := range ic.Algorithms {
+			if method := jwt.GetSigningMethod(alg); method != nil {
+				vi.methods[alg] = method
+			}
 		}
 		vi.keys.onRevoke = v.cache.dropRevoked
 		for _, t := range ic.Types {
@@ -215,53 +213,109 @@ func (v *Verifier) verifyCached(token string) (Claims, *cacheEntry, error) {
 	return c, v.cache.put(sum, c, key, now), nil
 }
 
+// verify checks a token not found in the cache.
 func (v *Verifier) verify(token string, now time.Time) (Claims, *Key, error) {
-	rawHeader, rawPayload, err := split(token)
-	if err != nil {
-		return Claims{}, nil, fail(ReasonMalformedToken, err)
-	}
-	hdr, err := parseHeader(rawHeader)
+	t, err := v.prepare(token)
 	if err != nil {
 		return Claims{}, nil, err
 	}
-	iss, members, err := parsePayload(rawPayload)
+	rc, err := t.vi.checkSignedClaims(t)
 	if err != nil {
 		return Claims{}, nil, err
+	}
+	c, err := v.claimsOf(t.vi, &rc, t.members, now)
+	if err != nil {
+		return Claims{}, nil, err
+	}
+	return c, t.key, nil
+}
+
+// unverified is a token whose parts are decoded and scanned and whose key is chosen, its
+// signature not yet checked.
+type unverified struct {
+	parts   jwsParts
+	hdr     header
+	members map[string]json.RawMessage
+	vi      *verifierIssuer
+	key     *Key
+}
+
+// prepare does what comes before the signature: size and structure, JOSE header, the unverified
+// issuer that selects the keys, algorithm and typ policy, and the key named by kid.
+func (v *Verifier) prepare(token string) (unverified, error) {
+	parts, err := split(token)
+	if err != nil {
+		return unverified{}, fail(ReasonMalformedToken, err)
+	}
+	hdr, err := parseHeader(parts.header)
+	if err != nil {
+		return unverified{}, err
+	}
+	iss, members, err := parsePayload(parts.payload)
+	if err != nil {
+		return unverified{}, err
 	}
 	vi, ok := v.issuers[iss]
 	if !ok {
-		return Claims{}, nil, fail(ReasonUnknownIssuer, nil)
+		return unverified{}, fail(ReasonUnknownIssuer, nil)
 	}
 	if !slices.Contains(vi.cfg.Algorithms, hdr.alg) {
-		return Claims{}, nil, fail(ReasonAlgorithmNotAllowed, fmt.Errorf("alg %q", hdr.alg))
+		return unverified{}, fail(ReasonAlgorithmNotAllowed, fmt.Errorf("alg %q", hdr.alg))
 	}
 	if err := vi.checkType(hdr); err != nil {
-		return Claims{}, nil, err
+		return unverified{}, err
 	}
 	set := vi.keys.keys()
 	if set == nil {
 		vi.keys.askRefresh() // traffic shortens the backoff of a failing first load, once per cooldown
-		return Claims{}, nil, fail(ReasonKeysUnavailable, nil)
+		return unverified{}, fail(ReasonKeysUnavailable, nil)
 	}
 	key, reason := set.lookup(hdr.kid)
 	if reason == ReasonUnknownKey {
 		vi.keys.askRefresh()
 	}
 	if reason != ReasonOK {
-		return Claims{}, nil, fail(reason, nil)
+		return unverified{}, fail(reason, nil)
 	}
 	if !key.fits(hdr.alg) {
-		return Claims{}, nil, fail(ReasonKeyMismatch, fmt.Errorf("key %q does not fit alg %q", key.ID, hdr.alg))
+		return unverified{}, fail(ReasonKeyMismatch, fmt.Errorf("key %q does not fit alg %q", key.ID, hdr.alg))
 	}
-	var rc jwt.RegisteredClaims
-	if _, err := vi.parser.ParseWithClaims(token, &rc, func(*jwt.Token) (any, error) { return key.public, nil }); err != nil {
-		return Claims{}, nil, fail(reasonOfJWT(err), err)
-	}
-	c, err := v.claimsOf(vi, &rc, members, now)
+	return unverified{parts: parts, hdr: hdr, members: members, vi: vi, key: key}, nil
+}
+
+// checkSignedClaims is what golang-jwt's Parser.ParseWithClaims does with a token, in its order
+// (claims decoding, so a malformed token is malformed first; signature; claims validation) and
+// with its own signing methods and validator, but on the parts prepare already decoded once.
+func (vi *verifierIssuer) checkSignedClaims(t unverified) (jwt.RegisteredClaims, error) {
+	rc, err := registeredClaims(t.members)
 	if err != nil {
-		return Claims{}, nil, err
+		return jwt.RegisteredClaims{}, fail(ReasonMalformedToken, err)
 	}
-	return c, key, nil
+	method, ok := vi.methods[t.hdr.alg]
+	if !ok {
+		return jwt.RegisteredClaims{}, fail(ReasonKeyMismatch, fmt.Errorf("alg %q has no signing method", t.hdr.alg))
+	}
+	if err := method.Verify(t.parts.signed, t.parts.signature, t.key.public); err != nil {
+		return jwt.RegisteredClaims{}, fail(ReasonBadSignature, fmt.Errorf("%w: %w", jwt.ErrTokenSignatureInvalid, err))
+	}
+	if err := vi.validator.Validate(&rc); err != nil {
+		err = fmt.Errorf("%w: %w", jwt.ErrTokenInvalidClaims, err)
+		return jwt.RegisteredClaims{}, fail(reasonOfJWT(err), err)
+	}
+	return rc, nil
+}
+
+// newClaimsValidator is golang-jwt's validator with the options the issuer demands: iss, aud and
+// exp required, iat not in the future, the configured leeway.
+func newClaimsValidator(ic config.Issuer, leeway time.Duration, now func() time.Time) *jwt.Validator {
+	return jwt.NewValidator(
+		jwt.WithIssuer(ic.Issuer),
+		jwt.WithAudience(ic.Audiences...),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(leeway),
+		jwt.WithTimeFunc(now),
+	)
 }
 
 // claimsOf builds the verified facts and applies what the jwt parser does not: the lifetime bound
@@ -332,30 +386,51 @@ func normType(t string) string {
 	return strings.TrimPrefix(t, "application/")
 }
 
-// split returns the decoded header and payload of a compact JWS with exactly three non-empty parts.
-func split(token string) (hdr, payload []byte, err error) {
+// jwsParts are the parts of a compact JWS, each decoded once.
+type jwsParts struct {
+	header, payload, signature []byte
+	signed                     string // header.payload, the JWS signing input
+}
+
+// split decodes a compact JWS with exactly three non-empty parts (strict base64url, no padding).
+func split(token string) (jwsParts, error) {
 	h, rest, ok := strings.Cut(token, ".")
 	if !ok {
-		return nil, nil, errors.New("not a compact JWS")
+		return jwsParts{}, errors.New("not a compact JWS")
 	}
 	p, sig, ok := strings.Cut(rest, ".")
 	if !ok || strings.Contains(sig, ".") {
-		return nil, nil, errors.New("not a compact JWS (a JWE or more than three parts)")
+		return jwsParts{}, errors.New("not a compact JWS (a JWE or more than three parts)")
 	}
 	if h == "" || p == "" || sig == "" {
-		return nil, nil, errors.New("empty part")
+		return jwsParts{}, errors.New("empty part")
 	}
 	enc := base64.RawURLEncoding.Strict()
-	if hdr, err = enc.DecodeString(h); err != nil {
-		return nil, nil, fmt.Errorf("header: %w", err)
+	// One buffer for the three decoded parts.
+	buf := make([]byte, enc.DecodedLen(len(h))+enc.DecodedLen(len(p))+enc.DecodedLen(len(sig)))
+	var parts jwsParts
+	var err error
+	if parts.header, buf, err = decodePart(enc, buf, h); err != nil {
+		return jwsParts{}, fmt.Errorf("header: %w", err)
 	}
-	if payload, err = enc.DecodeString(p); err != nil {
-		return nil, nil, fmt.Errorf("payload: %w", err)
+	if parts.payload, buf, err = decodePart(enc, buf, p); err != nil {
+		return jwsParts{}, fmt.Errorf("payload: %w", err)
 	}
-	if _, err := enc.DecodeString(sig); err != nil {
-		return nil, nil, fmt.Errorf("signature: %w", err)
+	if parts.signature, _, err = decodePart(enc, buf, sig); err != nil {
+		return jwsParts{}, fmt.Errorf("signature: %w", err)
 	}
-	return hdr, payload, nil
+	parts.signed = token[:len(h)+1+len(p)]
+	return parts, nil
+}
+
+// decodePart decodes s into the front of buf and returns the decoded bytes (capacity capped, so
+// appending to them never touches the rest) and what is left of buf.
+func decodePart(enc *base64.Encoding, buf []byte, s string) (part, rest []byte, err error) {
+	n, err := enc.Decode(buf, unsafe.Slice(unsafe.StringData(s), len(s)))
+	if err != nil {
+		return nil, nil, err
+	}
+	return buf[:n:n], buf[n:], nil
 }
 
 // forbiddenHeaders name keys or URLs the token would have us trust (RFC 8725 sections 3.10, 2.4),
@@ -386,6 +461,8 @@ func parseHeader(raw []byte) (header, error) {
 			h.hasTyp = true
 		case "cty":
 			return fail(ReasonBadType, errors.New("cty: nested tokens are not accepted"))
+		default:
+			err = decodableHeaderValue(value)
 		}
 		if err != nil {
 			return fail(ReasonMalformedToken, fmt.Errorf("header %q: %w", name, err))
@@ -399,6 +476,18 @@ func parseHeader(raw []byte) (header, error) {
 		return header{}, fail(ReasonMalformedToken, errors.New("header without alg"))
 	}
 	return h, nil
+}
+
+// decodableHeaderValue rejects a header value golang-jwt's parser could not decode into its
+// map[string]any header (a number beyond float64). Strings and literals always decode; only other
+// values, rare in a header, are decoded to find out.
+func decodableHeaderValue(raw json.RawMessage) error {
+	switch raw[0] {
+	case '"', 't', 'f', 'n':
+		return nil
+	}
+	var v any
+	return json.Unmarshal(raw, &v)
 }
 
 // claimNames are the claims whose case variants are rejected: the registered ones encoding/json
@@ -426,6 +515,114 @@ func parsePayload(raw []byte) (string, map[string]json.RawMessage, error) {
 		return "", nil, fail(ReasonUnknownIssuer, errors.New("iss missing or not a string"))
 	}
 	return iss, members, nil
+}
+
+// registeredClaims decodes the registered claims from the payload's members exactly as golang-jwt's
+// parser would decode the whole payload into jwt.RegisteredClaims (encoding/json rules, its
+// NumericDate and ClaimStrings types), without decoding the payload again: the scanner already
+// rejected duplicate and case-variant names, so each claim is the one member of that exact name.
+func registeredClaims(members map[string]json.RawMessage) (jwt.RegisteredClaims, error) {
+	var rc jwt.RegisteredClaims
+	for _, f := range [...]struct {
+		name string
+		into *string
+	}{{"iss", &rc.Issuer}, {"sub", &rc.Subject}, {"jti", &rc.ID}} {
+		if raw, ok := members[f.name]; ok {
+			if err := decodeStringClaim(raw, f.into); err != nil {
+				return jwt.RegisteredClaims{}, fmt.Errorf("%s: %w", f.name, err)
+			}
+		}
+	}
+	if raw, ok := members["aud"]; ok {
+		if err := decodeAudience(raw, &rc.Audience); err != nil {
+			return jwt.RegisteredClaims{}, fmt.Errorf("aud: %w", err)
+		}
+	}
+	for _, f := range [...]struct {
+		name string
+		into **jwt.NumericDate
+	}{{"exp", &rc.ExpiresAt}, {"nbf", &rc.NotBefore}, {"iat", &rc.IssuedAt}} {
+		if raw, ok := members[f.name]; ok {
+			if err := decodeDateClaim(raw, f.into); err != nil {
+				return jwt.RegisteredClaims{}, fmt.Errorf("%s: %w", f.name, err)
+			}
+		}
+	}
+	return rc, nil
+}
+
+// decodeStringClaim is encoding/json's decoding of raw into a string field: null leaves it
+// unchanged, a string without escapes is taken as it is (raw is valid UTF-8), anything else goes
+// through encoding/json.
+func decodeStringClaim(raw json.RawMessage, into *string) error {
+	if isSimpleString(raw) {
+		*into = string(raw[1 : len(raw)-1])
+		return nil
+	}
+	return json.Unmarshal(raw, into)
+}
+
+// decodeAudience is encoding/json's decoding of raw into a jwt.ClaimStrings field.
+func decodeAudience(raw json.RawMessage, into *jwt.ClaimStrings) error {
+	if isSimpleString(raw) {
+		*into = jwt.ClaimStrings{string(raw[1 : len(raw)-1])}
+		return nil
+	}
+	return into.UnmarshalJSON(raw)
+}
+
+// decodeDateClaim is encoding/json's decoding of raw into a *jwt.NumericDate field: null leaves
+// it nil, anything else is NumericDate's own decoding.
+func decodeDateClaim(raw json.RawMessage, into **jwt.NumericDate) error {
+	if string(raw) == "null" {
+		return nil
+	}
+	if secs, ok := smallInteger(raw); ok {
+		// What NumericDate's decoding gives for a whole number of seconds, which float64 holds exactly.
+		*into = jwt.NewNumericDate(time.Unix(secs, 0))
+		return nil
+	}
+	d := new(jwt.NumericDate)
+	if err := d.UnmarshalJSON(raw); err != nil {
+		return err
+	}
+	*into = d
+	return nil
+}
+
+// smallInteger parses raw when it is an integer literal of at most 15 digits (exact in a float64).
+func smallInteger(raw json.RawMessage) (int64, bool) {
+	digits := raw
+	if len(digits) > 0 && digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 || len(digits) > 15 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if len(raw) > len(digits) {
+		n = -n
+	}
+	return n, true
+}
+
+// isSimpleString reports whether raw is a JSON string literal without escapes.
+func isSimpleString(raw json.RawMessage) bool {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return false
+	}
+	for _, c := range raw[1 : len(raw)-1] {
+		if c == '\\' || c == '"' || c < 0x20 {
+			return false
+		}
+	}
+	return true
 }
 
 // asReason keeps an *Error as it is and classifies any other scan error.
