@@ -2,8 +2,9 @@
 -- KEYS[i], i < #KEYS: counter i (a hash: sub-window index -> hits).
 -- KEYS[#KEYS]: the tenant's index (a set of its counter keys), so that a purge needs no key scan.
 -- ARGV, five per counter: sub-window ms (g), window ms (W), limit, hits, TTL ms (W+g).
--- Reply: {now_ms, admitted (1|0), used_1, oldest_1, used_2, oldest_2, ...}; used is before this
--- request's hits, oldest is the oldest counted non-empty sub-window or -1.
+-- Reply: "now_ms admitted(1|0) used_1 oldest_1 used_2 oldest_2 ...", one string of decimal integers
+-- (cheaper for the client to read than an array); used is before this request's hits, oldest is the
+-- oldest counted non-empty sub-window or -1.
 -- Redis 3.2-4 replicate a script that reads TIME by its effects only when asked; later versions always do.
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -50,4 +51,5 @@ if reply[2] == 1 then
     redis.call('PEXPIRE', index, indexTTL)
   end
 end
-return reply
+for i = 1, #reply do reply[i] = string.format('%d', reply[i]) end
+return table.concat(reply, ' ')

@@ -225,9 +225,15 @@ func (l *Limiter) decide(ctx context.Context, q *query) (decision, error) {
 	if !l.breaker.allow() {
 		return l.failureMode(q), nil
 	}
-	sctx, cancel := context.WithTimeout(ctx, l.timeout)
-	res, err := l.store.Apply(sctx, q.Tenant, q.Counters)
-	cancel()
+	var res applied
+	var err error
+	if ds, ok := l.store.(deadlineStore); ok {
+		res, err = ds.applyBy(ctx, start.Add(l.timeout), q.Tenant, q.Counters)
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, l.timeout)
+		res, err = l.store.Apply(sctx, q.Tenant, q.Counters)
+		cancel()
+	}
 	l.metrics.storeSeconds.Observe(l.now().Sub(start).Seconds())
 	if err != nil {
 		if ctx.Err() != nil {

@@ -64,6 +64,11 @@ func (m *MemoryStore) shard(tenantID string) *memoryShard {
 	return &m.shards[maphash.String(m.seed, tenantID)%uint64(len(m.shards))]
 }
 
+// applyBy implements deadlineStore: Apply, which waits for nothing that a deadline could bound.
+func (m *MemoryStore) applyBy(ctx context.Context, _ time.Time, tenantID string, counters []counter) (applied, error) {
+	return m.Apply(ctx, tenantID, counters)
+}
+
 // Apply implements Store. It never fails: it waits for nothing but a per-tenant lock, so a deadline
 // that passed while the process was busy is no reason to fall back to the failure mode.
 func (m *MemoryStore) Apply(_ context.Context, tenantID string, counters []counter) (applied, error) {

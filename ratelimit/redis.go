@@ -3,9 +3,14 @@ package ratelimit
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,7 +31,9 @@ type RedisStore struct {
 	client  redis.UniversalClient
 	prefix  string
 	script  *redis.Script
+	sha     any // the script's SHA-1, boxed once
 	timeout time.Duration
+	args    windowArgCache
 
 	mu       sync.Mutex
 	pending  []*redisCall
@@ -39,20 +46,28 @@ const (
 	maxBatch    = 128
 )
 
-// redisCall is one decision waiting for its batch.
+// redisCall is one decision waiting for its batch. Calls are reused (callPool) once their caller has
+// read the answer; a call whose caller gave up is left to the garbage collector, since its batch may
+// still write to it.
 type redisCall struct {
-	ctx  context.Context
-	keys []string
-	args []any
-	res  []int64
-	err  error
-	done chan struct{}
+	ctx      context.Context
+	deadline time.Time
+	cmd      *redis.StringCmd
+	err      error
+	done     chan struct{} // one value when answered
+	timer    *time.Timer   // fires at the deadline
 }
+
+var callPool = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &redisCall{done: make(chan struct{}, 1), timer: t}
+}}
 
 // RedisStoreOption configures a RedisStore.
 type RedisStoreOption func(*RedisStore)
 
-// WithRedisTimeout bounds a pipeline whose callers set no deadline (default 50ms). Otherwise a
+// WithRedisTimeout bounds a call whose caller sets no deadline (default 50ms). Otherwise a
 // pipeline lasts until the latest deadline of its callers, and each caller waits until its own.
 func WithRedisTimeout(d time.Duration) RedisStoreOption {
 	return func(r *RedisStore) { r.timeout = d }
@@ -64,7 +79,8 @@ func NewRedisStore(client redis.UniversalClient, prefix string, opts ...RedisSto
 	if strings.ContainsAny(prefix, "{}") {
 		return nil, fmt.Errorf("redis key prefix %q must not contain { or }", prefix)
 	}
-	r := &RedisStore{client: client, prefix: prefix, script: redis.NewScript(applyScript), timeout: 50 * time.Millisecond}
+	script := redis.NewScript(applyScript)
+	r := &RedisStore{client: client, prefix: prefix, script: script, sha: script.Hash(), timeout: 50 * time.Millisecond}
 	for _, o := range opts {
 		o(r)
 	}
@@ -72,15 +88,38 @@ func NewRedisStore(client redis.UniversalClient, prefix string, opts ...RedisSto
 }
 
 // Apply implements Store: one script call (EVALSHA; EVAL after a NOSCRIPT) for every counter of the
-// request, sent in the next pipeline. It returns when the answer comes or ctx ends, whichever is
-// first.
+// request, sent in the next pipeline. It returns when the answer comes, ctx ends or its deadline
+// (ctx's, else the store's timeout) passes, whichever is first.
 func (r *RedisStore) Apply(ctx context.Context, tenantID string, counters []counter) (applied, error) {
-	c := &redisCall{ctx: ctx, keys: make([]string, len(counters)+1), args: make([]any, 0, 5*len(counters)), done: make(chan struct{})}
-	for i, k := range counters {
-		c.keys[i] = r.prefix + k.Key
-		c.args = append(c.args, k.Window.SubMS, k.Window.PeriodMS, k.Window.Limit, k.Hits, k.Window.TTLMS())
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(r.timeout)
 	}
-	c.keys[len(counters)] = r.indexKey(tenantID)
+	return r.applyBy(ctx, deadline, tenantID, counters)
+}
+
+// applyBy implements deadlineStore: Apply bounded by deadline, or by ctx's deadline if it is earlier.
+func (r *RedisStore) applyBy(ctx context.Context, deadline time.Time, tenantID string, counters []counter) (applied, error) {
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	c := callPool.Get().(*redisCall)
+	c.ctx, c.deadline, c.err = ctx, deadline, nil
+	// EVALSHA sha numkeys key... index g W limit hits ttl ...: one slice, the window's numbers boxed
+	// once per window (see windowArgCache).
+	args := make([]any, 3, 3+6*len(counters)+1)
+	args[0], args[1], args[2] = "evalsha", r.sha, len(counters)+1
+	for _, k := range counters {
+		args = append(args, r.prefix+k.Key)
+	}
+	args = append(args, r.indexKey(tenantID))
+	for _, k := range counters {
+		wa := r.args.get(k.Window)
+		args = append(args, wa[0], wa[1], wa[2], k.Hits, wa[3])
+	}
+	c.cmd = redis.NewStringCmd(ctx, args...)
+	c.cmd.SetFirstKeyPos(3)
+
 	r.mu.Lock()
 	r.pending = append(r.pending, c)
 	flusher := r.flushers < maxFlushers
@@ -95,25 +134,97 @@ func (r *RedisStore) Apply(ctx context.Context, tenantID string, counters []coun
 	}
 	select {
 	case <-c.done:
-	case <-ctx.Done():
-		return applied{}, fmt.Errorf("redis rate-limit script: %w", ctx.Err())
+	default:
+		c.timer.Reset(time.Until(deadline))
+		select {
+		case <-c.done:
+			c.timer.Stop()
+		case <-c.timer.C:
+			return applied{}, fmt.Errorf("redis rate-limit script: %w", context.DeadlineExceeded)
+		case <-ctx.Done():
+			c.timer.Stop()
+			return applied{}, fmt.Errorf("redis rate-limit script: %w", ctx.Err())
+		}
 	}
-	if c.err != nil {
-		return applied{}, fmt.Errorf("redis rate-limit script: %w", c.err)
+	cmd, err := c.cmd, c.err
+	c.ctx, c.cmd = nil, nil
+	callPool.Put(c)
+	if err == nil {
+		err = cmd.Err()
 	}
-	res := c.res
-	if len(res) != 2+2*len(counters) {
-		return applied{}, fmt.Errorf("redis rate-limit script: %d values in reply, want %d", len(res), 2+2*len(counters))
+	if err != nil {
+		return applied{}, fmt.Errorf("redis rate-limit script: %w", err)
 	}
-	out := applied{NowMS: res[0], Admitted: res[1] == 1, Counts: make([]count, len(counters))}
-	for i := range counters {
-		out.Counts[i] = count{Used: res[2+2*i], Oldest: res[3+2*i]}
+	out, err := parseReply(cmd.Val(), len(counters))
+	if err != nil {
+		return applied{}, fmt.Errorf("redis rate-limit script: %w", err)
 	}
 	return out, nil
 }
 
+// parseReply reads the script's reply: "now admitted used_1 oldest_1 ...", decimal integers
+// separated by single spaces.
+func parseReply(reply string, counters int) (applied, error) {
+	want := 2 + 2*counters
+	var vals [2 + 2*8]int64
+	nums := vals[:0]
+	if want > len(vals) {
+		nums = make([]int64, 0, want)
+	}
+	for len(reply) > 0 {
+		field, rest, _ := strings.Cut(reply, " ")
+		v, err := strconv.ParseInt(field, 10, 64)
+		if err != nil {
+			return applied{}, fmt.Errorf("reply %q: %w", reply, err)
+		}
+		nums = append(nums, v)
+		reply = rest
+	}
+	if len(nums) != want {
+		return applied{}, fmt.Errorf("%d values in reply, want %d", len(nums), want)
+	}
+	out := applied{NowMS: nums[0], Admitted: nums[1] == 1, Counts: make([]count, counters)}
+	for i := range out.Counts {
+		out.Counts[i] = count{Used: nums[2+2*i], Oldest: nums[3+2*i]}
+	}
+	return out, nil
+}
+
+// windowArgCache holds each window's script arguments (g, W, limit, TTL) boxed once, so that a call
+// does not allocate them: a copy-on-write map, read without locking, of at most maxWindowArgs
+// windows (the configured ones; any beyond are boxed per call).
+type windowArgCache struct {
+	mu sync.Mutex
+	m  atomic.Pointer[map[window]*[4]any]
+}
+
+const maxWindowArgs = 256
+
+func (c *windowArgCache) get(w window) *[4]any {
+	if m := c.m.Load(); m != nil {
+		if a := (*m)[w]; a != nil {
+			return a
+		}
+	}
+	a := &[4]any{w.SubMS, w.PeriodMS, w.Limit, w.TTLMS()}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	if old != nil && len(*old) >= maxWindowArgs {
+		return a
+	}
+	m := make(map[window]*[4]any, 1)
+	if old != nil {
+		m = make(map[window]*[4]any, len(*old)+1)
+		maps.Copy(m, *old)
+	}
+	m[w] = a
+	c.m.Store(&m)
+	return a
+}
+
 // flush sends the waiting calls, a batch at a time. Called by a caller (own != nil), it returns once
-// the caller's call is answered or its context ends, leaving what still waits to a background
+// the caller's call is answered or its deadline has passed, leaving what still waits to a background
 // flusher; in the background (own == nil), it returns when none wait. At most maxFlushers run, and
 // each pipeline is bounded by its callers' deadlines.
 func (r *RedisStore) flush(own *redisCall) {
@@ -125,7 +236,7 @@ func (r *RedisStore) flush(own *redisCall) {
 			r.mu.Unlock()
 			return
 		}
-		if own != nil && (isDone(own.done) || own.ctx.Err() != nil) {
+		if own != nil && (len(own.done) > 0 || !time.Now().Before(own.deadline) || own.ctx.Err() != nil) {
 			r.mu.Unlock()
 			go r.flush(nil)
 			return
@@ -134,70 +245,74 @@ func (r *RedisStore) flush(own *redisCall) {
 		copy(batch, r.pending)
 		r.pending = append(r.pending[:0], r.pending[n:]...)
 		r.mu.Unlock()
-		r.send(batch)
+		// On a caller's goroutine, the batch must not outlast the caller's own deadline.
+		var limit time.Time
+		if own != nil {
+			limit = own.deadline
+		}
+		r.send(batch, limit)
 	}
 }
 
-func isDone(ch chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
-// send runs one batch as a pipeline; a call whose caller has given up is not sent (its hits would
-// count for an answer nobody reads).
-func (r *RedisStore) send(batch []*redisCall) {
-	live := batch[:0:0]
+// send runs one batch as a pipeline, until the latest deadline of its calls or limit (if not zero),
+// whichever is first; a call whose caller has given up is not sent (its hits would count for an
+// answer nobody reads).
+func (r *RedisStore) send(batch []*redisCall, limit time.Time) {
+	live := batch[:0]
 	var deadline time.Time
+	now := time.Now()
 	for _, c := range batch {
+		if !now.Before(c.deadline) {
+			c.err = context.DeadlineExceeded
+			c.done <- struct{}{}
+			continue
+		}
 		if err := c.ctx.Err(); err != nil {
 			c.err = err
-			close(c.done)
+			c.done <- struct{}{}
 			continue
 		}
 		live = append(live, c)
-		d, ok := c.ctx.Deadline()
-		if !ok {
-			d = time.Now().Add(r.timeout)
-		}
-		if d.After(deadline) {
-			deadline = d
+		if c.deadline.After(deadline) {
+			deadline = c.deadline
 		}
 	}
 	if len(live) == 0 {
 		return
 	}
-	// The pipeline lives as long as its most patient caller; each caller stops waiting at its own
-	// deadline.
+	if !limit.IsZero() && limit.Before(deadline) {
+		deadline = limit
+	}
+	// The pipeline lives as long as its most patient caller (or the caller sending it); each caller
+	// stops waiting at its own deadline.
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	cmds := make([]*redis.Cmd, len(live))
 	if len(live) == 1 {
-		cmds[0] = r.script.Run(ctx, r.client, live[0].keys, live[0].args...)
+		_ = r.client.Process(ctx, live[0].cmd)
 	} else {
 		pipe := r.client.Pipeline()
-		for i, c := range live {
-			cmds[i] = r.script.EvalSha(ctx, pipe, c.keys, c.args...)
+		for _, c := range live {
+			_ = pipe.Process(ctx, c.cmd)
 		}
 		_, _ = pipe.Exec(ctx)
 	}
-	for i, c := range live {
-		if err := cmds[i].Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+	for _, c := range live {
+		if err := c.cmd.Err(); err != nil && (errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT")) {
 			// The script cache was flushed (or this is a new node): EVAL loads it again.
-			cmds[i] = r.script.Run(ctx, r.client, c.keys, c.args...)
+			args := slices.Clone(c.cmd.Args())
+			args[0], args[1] = "eval", applyScript
+			c.cmd = redis.NewStringCmd(c.ctx, args...)
+			c.cmd.SetFirstKeyPos(3)
+			_ = r.client.Process(ctx, c.cmd)
 		}
-		c.res, c.err = cmds[i].Int64Slice()
-		close(c.done)
+		c.done <- struct{}{}
 	}
 }
 
 // indexKey is the set naming every counter key of the tenant (in the tenant's slot; "index" is never
 // a window length, so it cannot clash with a counter).
 func (r *RedisStore) indexKey(tenantID string) string {
-	return r.prefix + tenantKeyPrefix(tenantID) + "index"
+	return r.prefix + "{" + tenantID + "}:index" // tenantKeyPrefix(tenantID) + "index", in one allocation
 }
 
 // PurgeTenant implements Store: it deletes every counter the tenant's index names, and the index. All

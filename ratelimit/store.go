@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Store keeps the counters of the sliding windows. It stores and compares counts; the arithmetic
@@ -17,6 +18,15 @@ type Store interface {
 	PurgeTenant(ctx context.Context, tenantID string) error
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
+}
+
+// deadlineStore is a Store that takes a call's deadline as a value: the limiter then bounds a
+// call without deriving a context for it, which costs a timer, a channel and a registration with
+// the parent (gRPC's) context on every decision.
+type deadlineStore interface {
+	// applyBy is Apply bounded by deadline (or by ctx's deadline, if earlier) and ended early if ctx
+	// ends.
+	applyBy(ctx context.Context, deadline time.Time, tenantID string, counters []counter) (applied, error)
 }
 
 // counter is one window of one descriptor, as sent to a store.
