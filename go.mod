@@ -3,6 +3,7 @@ module github.com/tenantgate/tenantgate
 go 1.26.0
 
 require (
+	filippo.io/bigmod v0.1.0
 	github.com/MicahParks/jwkset v0.11.4
 	github.com/envoyproxy/go-control-plane v0.14.0
 	github.com/envoyproxy/go-control-plane/envoy v1.40.0

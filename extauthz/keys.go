@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 
 	"github.com/MicahParks/jwkset"
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // minRSABits is the smallest RSA modulus a key may have (RFC 8725 section 3.5 and NIST SP 800-57).
@@ -27,8 +28,20 @@ type Key struct {
 	Alg    string // the JWK's alg, or "" when any allowed algorithm of its type fits
 	Issuer string
 	public any // *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey or []byte (HMAC)
+	// pkcs1 is an RSA key prepared once for RS256/RS384/RS512; nil for other keys and for RSA
+	// keys crypto/rsa could not verify with either (those then verify no RS token).
+	pkcs1 *rsaPublicKey
 
 	revoked atomic.Bool
+}
+
+// verificationKey is what method verifies with: the prepared RSA key for this package's RS
+// methods, the public key itself for golang-jwt's.
+func (k *Key) verificationKey(method jwt.SigningMethod) any {
+	if _, ok := method.(*rsaPKCS1v15Method); ok {
+		return k.pkcs1
+	}
+	return k.public
 }
 
 // Revoked reports whether a refresh removed the key.
@@ -163,6 +176,9 @@ func publicKeyOf(m jwkset.JWKMarshal, issuer string, algs []string) (*Key, bool)
 		if pub.N.BitLen() < minRSABits {
 			return nil, false
 		}
+		// Prepared here, once per key, never per request. A key it refuses stays loaded as
+		// before and verifies no RS token, as crypto/rsa would refuse it on every call.
+		k.pkcs1, _ = newRSAPublicKey(pub)
 	case *ecdsa.PublicKey, ed25519.PublicKey:
 	default:
 		return nil, false

@@ -62,7 +62,7 @@ type Verifier struct {
 type verifierIssuer struct {
 	cfg       config.Issuer
 	keys      *issuerKeys
-	methods   map[string]jwt.SigningMethod // golang-jwt's method for each allowed alg
+	methods   map[string]jwt.SigningMethod // the method for each allowed alg: golang-jwt's, ours for RS*
 	validator *jwt.Validator               // golang-jwt's claims checks, with its strict options
 	types     []string                     // lower-case, without "application/"
 }
@@ -143,8 +143,10 @@ func newVerifier(cfg config.Authz, o options, m *metrics) *Verifier {
 			validator: newClaimsValidator(ic, cfg.Leeway.D(), o.now),
 		}
 		for _, alg := range ic.Algorithms {
-			if method := jwt.GetSigningMethod(alg); method != nil {
-				vi.methods[alg] = method
+			if m, ok := rsaPKCS1v15Methods[alg]; ok {
+				vi.methods[alg] = m // verifies with the key's prepared modulus
+			} else if m := jwt.GetSigningMethod(alg); m != nil {
+				vi.methods[alg] = m
 			}
 		}
 		vi.keys.onRevoke = v.cache.dropRevoked
@@ -295,7 +297,7 @@ func (vi *verifierIssuer) checkSignedClaims(t unverified) (jwt.RegisteredClaims,
 	if !ok {
 		return jwt.RegisteredClaims{}, fail(ReasonKeyMismatch, fmt.Errorf("alg %q has no signing method", t.hdr.alg))
 	}
-	if err := method.Verify(t.parts.signed, t.parts.signature, t.key.public); err != nil {
+	if err := method.Verify(t.parts.signed, t.parts.signature, t.key.verificationKey(method)); err != nil {
 		return jwt.RegisteredClaims{}, fail(ReasonBadSignature, fmt.Errorf("%w: %w", jwt.ErrTokenSignatureInvalid, err))
 	}
 	if err := vi.validator.Validate(&rc); err != nil {
