@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -128,6 +129,9 @@ func (r *RedisStore) applyBy(ctx context.Context, deadline time.Time, tenantID s
 	}
 	r.mu.Unlock()
 	if flusher {
+		// Let the goroutines that are ready to run (under load: other requests on their way here)
+		// join the batch first; a batch of one costs the most system calls per decision.
+		runtime.Gosched()
 		// This caller sends the batch holding its own call (no goroutine to start and grow a stack
 		// for), then hands what waits to a background flusher.
 		r.flush(c)
