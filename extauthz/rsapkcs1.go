@@ -46,11 +46,11 @@ func newRSAPublicKey(pub *rsa.PublicKey) (*rsaPublicKey, error) {
 }
 
 // digestInfoPrefixes are the DER encodings of DigestInfo before the digest (RFC 8017 section 9.2,
-// note 1), for the hashes of RS256, RS384 and RS512.
-var digestInfoPrefixes = map[crypto.Hash][]byte{
-	crypto.SHA256: {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20},
-	crypto.SHA384: {0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30},
-	crypto.SHA512: {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40},
+// note 1), for the hashes of RS256, RS384 and RS512. Strings, so nothing can change them.
+var digestInfoPrefixes = map[crypto.Hash]string{
+	crypto.SHA256: "\x30\x31\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x01\x05\x00\x04\x20",
+	crypto.SHA384: "\x30\x41\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x02\x05\x00\x04\x30",
+	crypto.SHA512: "\x30\x51\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x03\x05\x00\x04\x40",
 }
 
 // verifyPKCS1v15 reports whether sig is a PKCS #1 v1.5 signature (RSASSA-PKCS1-v1_5, RFC 8017
