@@ -33,6 +33,15 @@ import (
 //
 // Reported per run: service CPU per decision (us-cpu/op), throughput (decisions/s) and its ratio to
 // the no-op server measured first in the same run (pct-of-noop), and the client-observed p99.
+//
+// Those runs are closed-loop: each stream sends its next call when the last one returns, so the
+// machine is saturated and the p99 is mostly queueing behind the other 63 calls in flight. An Envoy
+// fleet does not saturate its rate-limit service, so BenchmarkShouldRateLimitOpenLoop also offers a
+// fixed rate (a quarter and half of the no-op server's capacity measured first in the same run) over
+// the same 64 streams, and reports the latency from each call's scheduled send time (so that a stall delays
+// the calls scheduled during it too, and counts against them):
+//
+//	go test ./ratelimit -run '^$' -bench ShouldRateLimitOpenLoop -benchtime 20000x
 
 const benchStreams = 64
 
@@ -61,7 +70,7 @@ func BenchmarkShouldRateLimit(b *testing.B) {
 	baseline := map[int]float64{} // descriptors -> no-op decisions/s
 	for _, descs := range []int{1, 2} {
 		b.Run(fmt.Sprintf("noop/descriptors=%d", descs), func(b *testing.B) {
-			baseline[descs] = benchServe(b, noopServer{}, underID, descs, 0)
+			baseline[descs] = benchServe(b, noopServer{}, underID, descs, 0, 0)
 		})
 	}
 	for _, st := range []string{"memory", "redis"} {
@@ -80,7 +89,7 @@ func BenchmarkShouldRateLimit(b *testing.B) {
 						id = overID
 						should(b, l, benchRequest(id, descs)) // the one allowed: every call from now on is over
 					}
-					benchServe(b, l, id, descs, baseline[descs])
+					benchServe(b, l, id, descs, baseline[descs], 0)
 					// Decisions the store did not make (deadline missed) would flatter the figures.
 					b.ReportMetric(testutil.ToFloat64(l.metrics.okFailOpen), "failed-open")
 				})
@@ -112,9 +121,39 @@ func benchRequest(tenantID string, descs int) *rlsv3.RateLimitRequest {
 	return req
 }
 
+// BenchmarkShouldRateLimitOpenLoop measures latency at fixed offered loads: a quarter and half of
+// the no-op server's closed-loop capacity, measured first in the same run, over 64 streams; one
+// descriptor, under the limit.
+func BenchmarkShouldRateLimitOpenLoop(b *testing.B) {
+	const id = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
+	tenants := lookup([]tenant.Tenant{{ID: id, Slug: "under", Plan: "under", Status: tenant.Active}})
+	var capacity float64
+	b.Run("noop/closed-loop", func(b *testing.B) {
+		capacity = benchServe(b, noopServer{}, id, 1, 0, 0)
+	})
+	for _, pct := range []int{25, 50} {
+		rate := capacity * float64(pct) / 100
+		b.Run(fmt.Sprintf("noop/open-loop-%d%%", pct), func(b *testing.B) {
+			benchServe(b, noopServer{}, id, 1, capacity, rate)
+		})
+		for _, st := range []string{"memory", "redis"} {
+			b.Run(fmt.Sprintf("%s/open-loop-%d%%", st, pct), func(b *testing.B) {
+				var store Store = NewMemoryStore()
+				if st == "redis" {
+					store = openBenchRedisStore(b)
+				}
+				l := newTestLimiter(b, store, func(c *Config) { c.Plans, c.Tenants, c.Timeout = benchPlans(), tenants, time.Second })
+				benchServe(b, l, id, 1, capacity, rate)
+				b.ReportMetric(testutil.ToFloat64(l.metrics.okFailOpen), "failed-open")
+			})
+		}
+	}
+}
+
 // benchServe serves srv, has the child process make b.N calls, and reports the figures; it returns
-// the throughput.
-func benchServe(b *testing.B, srv rlsv3.RateLimitServiceServer, tenantID string, descs int, baseline float64) float64 {
+// the throughput. With rate > 0 the client offers rate calls a second (open loop) rather than
+// calling as fast as it can.
+func benchServe(b *testing.B, srv rlsv3.RateLimitServiceServer, tenantID string, descs int, baseline, rate float64) float64 {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -127,7 +166,8 @@ func benchServe(b *testing.B, srv rlsv3.RateLimitServiceServer, tenantID string,
 	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchClientProcess$")
 	cmd.Env = append(os.Environ(),
 		"TG_RL_BENCH_ADDR="+lis.Addr().String(), "TG_RL_BENCH_N="+strconv.Itoa(b.N),
-		"TG_RL_BENCH_TENANT="+tenantID, "TG_RL_BENCH_DESCS="+strconv.Itoa(descs))
+		"TG_RL_BENCH_TENANT="+tenantID, "TG_RL_BENCH_DESCS="+strconv.Itoa(descs),
+		"TG_RL_BENCH_RATE="+strconv.FormatFloat(rate, 'f', 0, 64))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -144,24 +184,30 @@ func benchServe(b *testing.B, srv rlsv3.RateLimitServiceServer, tenantID string,
 			result = strings.Fields(rest)
 		}
 	}
-	if err := cmd.Wait(); err != nil || len(result) != 3 {
+	if err := cmd.Wait(); err != nil || len(result) != 4 {
 		b.Fatalf("client process: %v (result %v)", err, result)
 	}
 	b.StopTimer()
 	cpu := processCPU() - cpu0
 	elapsed, _ := strconv.ParseInt(result[0], 10, 64)
 	p99, _ := strconv.ParseInt(result[1], 10, 64)
+	p50, _ := strconv.ParseInt(result[3], 10, 64)
 	if result[2] != "0" {
 		b.Fatalf("%s calls failed", result[2])
 	}
-	rate := float64(b.N) / time.Duration(elapsed).Seconds()
+	done := float64(b.N) / time.Duration(elapsed).Seconds()
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "us-cpu/op")
-	b.ReportMetric(rate, "decisions/s")
+	b.ReportMetric(done, "decisions/s")
 	b.ReportMetric(float64(time.Duration(p99).Microseconds()), "us-p99")
-	if baseline > 0 {
-		b.ReportMetric(100*rate/baseline, "pct-of-noop")
+	if rate > 0 {
+		b.ReportMetric(float64(time.Duration(p50).Microseconds()), "us-p50")
+		b.ReportMetric(rate, "offered/s")
+		return done
 	}
-	return rate
+	if baseline > 0 {
+		b.ReportMetric(100*done/baseline, "pct-of-noop")
+	}
+	return done
 }
 
 // processCPU is this process's user+system CPU time (the client runs in another process).
@@ -181,6 +227,7 @@ func TestBenchClientProcess(t *testing.T) {
 	}
 	n, _ := strconv.Atoi(os.Getenv("TG_RL_BENCH_N"))
 	descs, _ := strconv.Atoi(os.Getenv("TG_RL_BENCH_DESCS"))
+	rate, _ := strconv.ParseFloat(os.Getenv("TG_RL_BENCH_RATE"), 64)
 	req := benchRequest(os.Getenv("TG_RL_BENCH_TENANT"), descs)
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -204,8 +251,20 @@ func TestBenchClientProcess(t *testing.T) {
 		wg.Go(func() {
 			mine := make([]time.Duration, 0, calls)
 			bad := 0
+			// Open loop: this stream's calls are due every interval, the streams staggered; a
+			// call's latency counts from when it was due.
+			var interval time.Duration
+			if rate > 0 {
+				interval = time.Duration(float64(benchStreams) / rate * float64(time.Second))
+			}
+			next := start.Add(interval * time.Duration(w) / benchStreams)
 			for range calls {
 				t0 := time.Now()
+				if interval > 0 {
+					time.Sleep(time.Until(next))
+					t0 = next
+					next = next.Add(interval)
+				}
 				if _, err := client.ShouldRateLimit(context.Background(), req); err != nil {
 					bad++
 				}
@@ -220,11 +279,12 @@ func TestBenchClientProcess(t *testing.T) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	slices.Sort(lat)
-	p99 := time.Duration(0)
+	var p99, p50 time.Duration
 	if len(lat) > 0 {
 		p99 = lat[min(len(lat)-1, len(lat)*99/100)]
+		p50 = lat[len(lat)/2]
 	}
-	fmt.Printf("BENCH-RESULT %d %d %d\n", elapsed.Nanoseconds(), p99.Nanoseconds(), failed)
+	fmt.Printf("BENCH-RESULT %d %d %d %d\n", elapsed.Nanoseconds(), p99.Nanoseconds(), failed, p50.Nanoseconds())
 }
 
 // BenchmarkHandler measures ShouldRateLimit itself, without gRPC: the limiter's own cost per
