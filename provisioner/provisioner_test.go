@@ -175,20 +175,28 @@ var createSteps = []string{steps.RegistryProvisioning, steps.Database, steps.Mig
 // ends active with everything made or failed with nothing left.
 func TestFaults_EveryStepFailingOrKilledEndsWholeOrEmpty(t *testing.T) {
 	eachModel(t, func(t *testing.T, model tenant.Model) {
-		e := newEnv(t)
-		for i, step := range createSteps {
-			faults := []string{"fail", "kill"}
-			if model == tenant.Pool || model == tenant.Namespace {
-				// A crash before the work is the easy case; run it where runs are cheap.
-				faults = append(faults, "kill-before")
-			}
-			for _, fault := range faults {
-				slug := fmt.Sprintf("f%d-%s-%s", i, fault, model)
-				t.Run(step+"/"+fault, func(t *testing.T) {
-					runFault(t, e, model, slug, step, fault)
-				})
-			}
+		// The two groups of faults run side by side, each on a database of its own: the runs mostly
+		// wait for leases to run out. (More groups would take more of the server's connections than
+		// the tests of other packages can spare.)
+		groups := [][]string{{"kill"}, {"fail", "kill-before"}}
+		envs := make([]*env, len(groups))
+		for g := range groups {
+			envs[g] = newEnv(t)
 		}
+		var wg sync.WaitGroup
+		for g, faults := range groups {
+			wg.Go(func() {
+				for i, step := range createSteps {
+					for _, fault := range faults {
+						slug := fmt.Sprintf("f%d-%s-%s", i, fault, model)
+						t.Run(step+"/"+fault, func(t *testing.T) {
+							runFault(t, envs[g], model, slug, step, fault)
+						})
+					}
+				}
+			})
+		}
+		wg.Wait()
 	})
 }
 
@@ -271,9 +279,10 @@ func runFault(t *testing.T, e *env, model tenant.Model, slug, step, fault string
 // process right after the undo of an earlier step (its work done, not recorded); a new provisioner
 // finishes the compensation and nothing is left.
 func TestFaults_KilledWhileCompensatingEndsEmpty(t *testing.T) {
-	e := newEnv(t)
 	for _, undo := range []string{steps.DNS, steps.Kubernetes, steps.Database, steps.RegistryProvisioning} {
 		t.Run(undo, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
 			ctx := context.Background()
 			req := request(tenant.Bridge, "undo-"+strings.ReplaceAll(undo, "-", ""))
 			var victim *running
