@@ -3,6 +3,7 @@ package extauthz
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,24 +12,34 @@ import (
 	"testing"
 	"time"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tenantgate/tenantgate/internal/config"
 )
 
-// parityVerifier is a verifier with a fixed clock and a local JWKS holding an Ed25519 key (fast to
-// sign with, for the fuzz target) and an RSA key, loaded synchronously.
-func parityVerifier(t testing.TB) (*Verifier, signer, signer) {
+// parityVerifier is a verifier with a fixed clock and a local JWKS, loaded synchronously, holding
+// an Ed25519 key (fast to sign with, for the fuzz target) and an RSA key without alg, which every
+// RS and PS algorithm may use. It returns a signer for each algorithm.
+func parityVerifier(t testing.TB) (*Verifier, []signer) {
 	t.Helper()
 	ed := signer{kid: "par-ed", alg: "EdDSA", priv: ed25519.NewKeyFromSeed([]byte("tenantgate-parity-seed-32-bytes!"))}
-	rs := newRSASigner(t, "par-rs", 1)
+	signers := []signer{ed}
+	for _, alg := range []string{"RS256", "RS384", "RS512", "PS256"} {
+		signers = append(signers, signer{kid: "par-rs", alg: alg, priv: rsaKey(t, 1)})
+	}
+	doc, err := json.Marshal(jwkset.JWKSMarshal{Keys: []jwkset.JWKMarshal{ed.jwk(t, true), signers[1].jwk(t, false)}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(t.TempDir(), "jwks.json")
-	if err := os.WriteFile(path, jwksOf(t, ed, rs), 0o600); err != nil {
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg := config.Default().Authz
-	cfg.Issuers = []config.Issuer{{Issuer: mainIss, Audiences: []string{audience}, JWKSFile: path}}
+	cfg.Issuers = []config.Issuer{{Issuer: mainIss, Audiences: []string{audience}, JWKSFile: path,
+		Algorithms: []string{"RS256", "RS384", "RS512", "PS256", "EdDSA"}}}
 	v, err := NewVerifier(cfg, WithRegisterer(prometheus.NewRegistry()), WithClock(func() time.Time { return fuzzNow }))
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +47,7 @@ func parityVerifier(t testing.TB) (*Verifier, signer, signer) {
 	if err := v.order[0].keys.refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return v, ed, rs
+	return v, signers
 }
 
 // verifyWithJWTParser is the reference the miss path must agree with: the same checks before and
@@ -87,7 +98,7 @@ func checkParity(t *testing.T, v *Verifier, token string) Reason {
 // golang-jwt's signing method and validator, decides every token exactly as golang-jwt's own
 // parser does (same reason, same claims), including the odd JSON a parser might read differently.
 func TestVerify_AgreesWithJWTParser(t *testing.T) {
-	v, ed, rs := parityVerifier(t)
+	v, signers := parityVerifier(t)
 	iat, exp := fuzzNow.Add(-time.Minute).Unix(), fuzzNow.Add(time.Hour).Unix()
 	payload := func(replace map[string]string) string {
 		members := map[string]string{
@@ -163,7 +174,7 @@ func TestVerify_AgreesWithJWTParser(t *testing.T) {
 		{name: "bad signature beats expiry", replace: map[string]string{"exp": fmt.Sprint(fuzzNow.Add(-time.Hour).Unix())}, corrupt: true, want: ReasonBadSignature},
 		{name: "malformed claim beats bad signature", replace: map[string]string{"sub": `42`}, corrupt: true, want: ReasonMalformedToken},
 	} {
-		for _, s := range []signer{ed, rs} {
+		for _, s := range signers {
 			t.Run(tc.name+"/"+s.alg, func(t *testing.T) {
 				token := s.signRaw(t, hdr(s, tc.hdr), payload(tc.replace))
 				if tc.corrupt {
@@ -200,7 +211,8 @@ func FuzzVerifyAgreesWithJWTParser(f *testing.F) {
 	f.Add("", fmt.Sprintf(`{%s,"exp":1e400}`, base), false)
 	f.Add("", fmt.Sprintf(`{%s,"exp":%d,"jti":null,"sub":null}`, base[:strings.Index(base, `,"sub"`)]+`,"tenant_id":"`+acme.ID+`","iat":0`, exp), false)
 	f.Add("", fmt.Sprintf(`{%s,"exp":%d}`, base, exp), true)
-	v, ed, _ := parityVerifier(f)
+	v, signers := parityVerifier(f)
+	ed := signers[0]
 	f.Fuzz(func(t *testing.T, extraHeader, payload string, corrupt bool) {
 		token := ed.signRaw(t, fmt.Sprintf(`{"alg":"EdDSA","kid":%q%s}`, ed.kid, extraHeader), payload)
 		if corrupt {
