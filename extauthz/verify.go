@@ -287,7 +287,8 @@ func (v *Verifier) prepare(token string) (unverified, error) {
 
 // checkSignedClaims is what golang-jwt's Parser.ParseWithClaims does with a token, in its order
 // (claims decoding, so a malformed token is malformed first; signature; claims validation) and
-// with its own signing methods and validator, but on the parts prepare already decoded once.
+// with its validator and signing methods (RS* excepted: rsapkcs1.go verifies those with the key's
+// prepared modulus), but on the parts prepare already decoded once.
 func (vi *verifierIssuer) checkSignedClaims(t unverified) (jwt.RegisteredClaims, error) {
 	rc, err := registeredClaims(t.members)
 	if err != nil {
