@@ -30,13 +30,15 @@ var deleteSteps = []string{steps.RegistryDeleting, steps.PurgeCounters, steps.Re
 
 // The faults injected into a deletion step.
 const (
-	faultTransient  = "transient"   // the step does its work, then reports an error on its first attempt only
-	faultPersistent = "persistent"  // the step cannot start its work, on every attempt, until healed
-	faultKill       = "kill"        // the process dies after the step's work, before it is recorded
-	faultKillBefore = "kill-before" // the process dies after the step is recorded as started, before its work
+	faultTransient  = "transient"  // the step does its work, then reports an error on its first attempt only
+	faultPersistent = "persistent" // the step cannot start its work, on every attempt, until healed
+	// the step does its work, then reports an error, on every attempt until healed
+	faultPersistentAfter = "persistent-after"
+	faultKill            = "kill"        // the process dies after the step's work, before it is recorded
+	faultKillBefore      = "kill-before" // the process dies after the step is recorded as started, before its work
 )
 
-var deleteFaults = []string{faultTransient, faultPersistent, faultKill, faultKillBefore}
+var deleteFaults = []string{faultTransient, faultPersistent, faultPersistentAfter, faultKill, faultKillBefore}
 
 // deleteCase is one tenant whose deletion meets one fault at one step.
 type deleteCase struct {
@@ -111,6 +113,10 @@ func runDeleteFaults(t *testing.T, e *env, cases []*deleteCase) {
 			if ev.Phase == saga.Before && !healed.Load() {
 				return errInjected
 			}
+		case faultPersistentAfter:
+			if ev.Phase == saga.After && !healed.Load() {
+				return errInjected
+			}
 		case faultKill, faultKillBefore:
 			if (c.fault == faultKill) != (ev.Phase == saga.After) {
 				return nil
@@ -170,7 +176,7 @@ func runDeleteFaults(t *testing.T, e *env, cases []*deleteCase) {
 			case <-time.After(60 * time.Second):
 				t.Fatalf("%s: the deletion never reached %s", c.req.Slug, c.step)
 			}
-		case faultPersistent:
+		case faultPersistent, faultPersistentAfter:
 			t.Run(c.step+"/"+c.fault+"/gave-up", func(t *testing.T) { checkGaveUp(t, e, rd, victim.Provisioner, c) })
 		default:
 			waitSettled(t, victim.Provisioner, c.id, 60*time.Second)
@@ -191,7 +197,7 @@ func runDeleteFaults(t *testing.T, e *env, cases []*deleteCase) {
 	next := e.startWith(t, provOpts{hook: hook, lease: time.Second, workers: 8}, withStore)
 	healed.Store(true)
 	for _, c := range cases {
-		if c.fault != faultPersistent {
+		if (c.fault != faultPersistent && c.fault != faultPersistentAfter) || goneWhenGivingUp(c) {
 			continue
 		}
 		if _, err := next.Retry(ctx, c.id); err != nil {
@@ -205,31 +211,56 @@ func runDeleteFaults(t *testing.T, e *env, cases []*deleteCase) {
 
 // checkGaveUp: a deletion whose step fails for good leaves the tenant failed, never deleted, naming
 // the step, with exactly what that step and the later ones were to remove still there.
+//
+// The one exception: when the last step, registry-deleted, did its work and then failed, the tenant
+// is deleted already, with nothing left (see goneWhenGivingUp).
 func checkGaveUp(t *testing.T, e *env, rd *testenv.Redis, p *provisioner.Provisioner, c *deleteCase) {
 	v := waitSettled(t, p, c.id, 60*time.Second)
-	if v.Tenant.Status != tenant.Failed || v.Saga.Kind != saga.Delete || v.Saga.State != saga.Failed {
-		t.Fatalf("ended %s, saga %+v\n%s", v.Tenant.Status, v.Saga, journal(t, e, v.Saga))
+	wantStatus := tenant.Failed
+	if goneWhenGivingUp(c) {
+		wantStatus = tenant.Deleted
 	}
-	if !strings.Contains(v.Tenant.LastError, c.step) {
-		t.Errorf("last error %q does not name the step", v.Tenant.LastError)
+	if v.Tenant.Status != wantStatus || v.Saga.Kind != saga.Delete || v.Saga.State != saga.Failed {
+		t.Fatalf("ended %s, want %s; saga %+v\n%s", v.Tenant.Status, wantStatus, v.Saga, journal(t, e, v.Saga))
+	}
+	if !strings.Contains(v.Saga.LastError, c.step) {
+		t.Errorf("saga's last error %q does not name the step", v.Saga.LastError)
+	}
+	if wantStatus == tenant.Failed && !strings.Contains(v.Tenant.LastError, c.step) {
+		t.Errorf("tenant's last error %q does not name the step", v.Tenant.LastError)
 	}
 	got := e.inventory(t, v.Tenant, c.req.AdminEmail)
 	got.Emails = 0
 	if want := leftAfterFailing(e, c); !sameInventory(got, want) {
 		t.Errorf("left:\n got %s\nwant %s", describe(got), describe(want))
 	}
-	purged := indexOf(deleteSteps, c.step) > indexOf(deleteSteps, steps.PurgeCounters)
+	purged := len(doneBeforeGivingUp(c)) > indexOf(deleteSteps, steps.PurgeCounters)
 	if n := counters(t, rd, c.id); (n == 0) != purged {
 		t.Errorf("%d rate-limit counters left; purged before the failing step: %v", n, purged)
 	}
 }
 
-// leftAfterFailing is what a tenant keeps when its deletion gives up at c.step: the steps before it
+// doneBeforeGivingUp are the steps whose work is done when a deletion gives up at c.step: those
+// before it, and the step itself when it failed after its work.
+func doneBeforeGivingUp(c *deleteCase) []string {
+	n := indexOf(deleteSteps, c.step)
+	if c.fault == faultPersistentAfter {
+		n++
+	}
+	return deleteSteps[:n]
+}
+
+// goneWhenGivingUp: the deletion gave up after its last step's work, so the tenant is a tombstone.
+func goneWhenGivingUp(c *deleteCase) bool {
+	return c.fault == faultPersistentAfter && c.step == steps.RegistryDeleted
+}
+
+// leftAfterFailing is what a tenant keeps when its deletion gives up at c.step: the steps done
 // removed their part, the rest is all there.
 func leftAfterFailing(e *env, c *deleteCase) inventory {
 	inv := wantActive(e, c.model, c.req.Slug)
 	inv.Emails = 0
-	for _, step := range deleteSteps[:indexOf(deleteSteps, c.step)] {
+	for _, step := range doneBeforeGivingUp(c) {
 		switch step {
 		case steps.RemoveAdminUser:
 			inv.PoolRows = 0
@@ -249,7 +280,11 @@ func leftAfterFailing(e *env, c *deleteCase) inventory {
 func checkDeleted(t *testing.T, e *env, rd *testenv.Redis, p *provisioner.Provisioner, c *deleteCase) {
 	ctx := context.Background()
 	v := waitSettled(t, p, c.id, 60*time.Second)
-	if v.Tenant.Status != tenant.Deleted || v.Saga.Kind != saga.Delete || v.Saga.State != saga.Done {
+	wantSaga := saga.Done
+	if goneWhenGivingUp(c) {
+		wantSaga = saga.Failed // not retried: a deleted tenant has nothing to retry
+	}
+	if v.Tenant.Status != tenant.Deleted || v.Saga.Kind != saga.Delete || v.Saga.State != wantSaga {
 		t.Fatalf("ended %s, saga %+v\n%s", v.Tenant.Status, v.Saga, journal(t, e, v.Saga))
 	}
 	if v.Tenant.Resources != (tenant.Resources{}) || v.Tenant.LastError != "" {

@@ -177,10 +177,14 @@ func (c *Catalog) Supports(m tenant.Model) error {
 
 // GaveUp implements saga.Catalog: a deletion that gives up leaves the tenant failed (retry resumes
 // it); a creation that gives up after its pivot (the welcome email) leaves the tenant active, with
-// the reason in its last error.
+// the reason in its last error. A tenant already deleted (the last step did its work, then failed)
+// stays an untouched tombstone: it cannot change, and nothing of it is left to remove.
 func (c *Catalog) GaveUp(ctx context.Context, r *saga.Run, step string, cause error) error {
 	msg := fmt.Sprintf("%s %s: %v", r.Kind, step, cause)
 	_, err := updateTenant(ctx, c.d.Registry, r.Spec.TenantID, func(t *tenant.Tenant) bool {
+		if t.Status == tenant.Deleted {
+			return false
+		}
 		if r.Kind == saga.Delete && t.Status == tenant.Deleting {
 			t.Status = tenant.Failed
 		}
