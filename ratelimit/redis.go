@@ -31,8 +31,7 @@ var applyScript string
 type RedisStore struct {
 	client  redis.UniversalClient
 	prefix  string
-	script  *redis.Script
-	sha     any // the script's SHA-1, boxed once
+	sha     any // the apply script's SHA-1, boxed once
 	timeout time.Duration
 	args    windowArgCache
 
@@ -80,8 +79,7 @@ func NewRedisStore(client redis.UniversalClient, prefix string, opts ...RedisSto
 	if strings.ContainsAny(prefix, "{}") {
 		return nil, fmt.Errorf("redis key prefix %q must not contain { or }", prefix)
 	}
-	script := redis.NewScript(applyScript)
-	r := &RedisStore{client: client, prefix: prefix, script: script, sha: script.Hash(), timeout: 50 * time.Millisecond}
+	r := &RedisStore{client: client, prefix: prefix, sha: redis.NewScript(applyScript).Hash(), timeout: 50 * time.Millisecond}
 	for _, o := range opts {
 		o(r)
 	}
@@ -123,15 +121,19 @@ func (r *RedisStore) applyBy(ctx context.Context, deadline time.Time, tenantID s
 
 	r.mu.Lock()
 	r.pending = append(r.pending, c)
+	busy := r.flushers > 0
 	flusher := r.flushers < maxFlushers
 	if flusher {
 		r.flushers++
 	}
 	r.mu.Unlock()
 	if flusher {
-		// Let the goroutines that are ready to run (under load: other requests on their way here)
-		// join the batch first; a batch of one costs the most system calls per decision.
-		runtime.Gosched()
+		if busy {
+			// Under load (a batch is already on the wire), let the goroutines that are ready to run,
+			// other requests on their way here, join this batch first: a batch of one costs the most
+			// system calls per decision. Not when idle: a yield then only wakes another thread.
+			runtime.Gosched()
+		}
 		// This caller sends the batch holding its own call (no goroutine to start and grow a stack
 		// for), then hands what waits to a background flusher.
 		r.flush(c)
