@@ -81,7 +81,7 @@ func newEnv(t testing.TB) *env {
 
 // dropDatabases drops every database the test's bridge and silo tenants left.
 func (e *env) dropDatabases() {
-	for _, name := range e.databases() {
+	for _, name := range e.databases(e.t) {
 		testenv.DropDatabase(e.t, name)
 	}
 }
@@ -214,7 +214,7 @@ func (e *env) inventory(t testing.TB, spec tenant.Tenant, email string) inventor
 	mine := func(name string) bool {
 		return name == e.prefix+strings.ReplaceAll(spec.Slug, "-", "_") || name == e.prefix+"silo_"+spec.Slug
 	}
-	for _, name := range e.databases() {
+	for _, name := range e.databases(t) {
 		if mine(name) {
 			inv.Databases = append(inv.Databases, name)
 		}
@@ -262,20 +262,22 @@ func (e *env) inventory(t testing.TB, spec tenant.Tenant, email string) inventor
 	return inv
 }
 
-func (e *env) databases() []string {
+// databases lists the databases on the server with the test's prefix; t is the (sub)test asking.
+func (e *env) databases(t testing.TB) []string {
+	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, testenv.DatabaseURL())
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
 	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1`, e.prefix)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return names
 }
