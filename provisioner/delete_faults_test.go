@@ -52,10 +52,10 @@ type deleteCase struct {
 }
 
 // TestDeleteFaults_EveryStepFailingOrKilledEndsDeletedWithNothingLeft injects a fault at every
-// deletion step: a transient failure (the deletion still ends deleted), a persistent one (the tenant
-// ends failed, keeping exactly what the steps from the failing one on were to remove, and a retry once
-// the fault is gone finishes the deletion), and a crash after or before the step's work (a new
-// provisioner on the same database finishes the deletion). Every deletion ends with the tenant
+// deletion step: a transient failure (the deletion still ends deleted), a persistent one before or
+// after the step's work (the tenant ends failed, never deleted, keeping exactly what the steps not
+// done yet were to remove, and a retry once the fault is gone finishes the deletion), and a crash
+// after or before the step's work (a new provisioner on the same database finishes the deletion). Every deletion ends with the tenant
 // deleted, its tombstone keeping the id and slug, its rate-limit counters gone from the Redis store
 // the steps purge, and nothing left: no database, schema, rows, namespace objects or DNS record.
 //
@@ -210,7 +210,7 @@ func runDeleteFaults(t *testing.T, e *env, cases []*deleteCase) {
 }
 
 // checkGaveUp: a deletion whose step fails for good leaves the tenant failed, never deleted, naming
-// the step, with exactly what that step and the later ones were to remove still there.
+// the step, with exactly what the steps not done were to remove still there.
 //
 // The one exception: when the last step, registry-deleted, did its work and then failed, the tenant
 // is deleted already, with nothing left (see goneWhenGivingUp).
