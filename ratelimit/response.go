@@ -179,8 +179,9 @@ func constrains(a, b state) bool {
 	return a.ResetIn > b.ResetIn
 }
 
-// headers renders, into h (five headers), RateLimit-Policy (every window of the request), RateLimit and
-// the X-RateLimit-* headers (the most constraining window). Reset values are whole seconds, rounded
+// headers renders, into h (five headers), RateLimit-Policy (every window of the request), RateLimit
+// (the most constraining window first, then every other) and the X-RateLimit-* headers (the most
+// constraining window). Reset values are whole seconds, rounded
 // up.
 func (t windowTexts) headers(h []*corev3.HeaderValue, q *query, states []state, worstIdx int) {
 	worst := states[worstIdx]
@@ -213,12 +214,26 @@ func (t windowTexts) headers(h []*corev3.HeaderValue, q *query, states []state, 
 	rl = append(rl, ";t="...)
 	t0 := len(rl)
 	rl = strconv.AppendInt(rl, ceilSeconds(worst.ResetIn), 10)
+	t1 := len(rl)
+	// Then every other window of the request (the draft's RateLimit is a list), so a client, or
+	// `tenantgate explain`, sees what remains in each.
+	for i, s := range states {
+		if i == worstIdx {
+			continue
+		}
+		rl = append(rl, ", "...)
+		rl = appendEndpointPolicyName(rl, endpointOfKey(q.Counters[i].Key), s.Window)
+		rl = append(rl, ";r="...)
+		rl = strconv.AppendInt(rl, s.Remaining, 10)
+		rl = append(rl, ";t="...)
+		rl = strconv.AppendInt(rl, ceilSeconds(s.ResetIn), 10)
+	}
 	rateLimit := string(rl)
 	h[0].Key, h[0].Value = headerRateLimitPolicy, policy
 	h[1].Key, h[1].Value = headerRateLimit, rateLimit
 	h[2].Key, h[2].Value = headerXLimit, worstText.max
 	h[3].Key, h[3].Value = headerXRemaining, rateLimit[r0:r1]
-	h[4].Key, h[4].Value = headerXReset, rateLimit[t0:]
+	h[4].Key, h[4].Value = headerXReset, rateLimit[t0:t1]
 }
 
 // appendPolicyItem appends `"<name>";q=<limit>;w=<seconds>` (w rounded up to a whole second, as

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -337,6 +338,14 @@ func explainRateLimit(ctx context.Context, out io.Writer, f *explainFlags, conn 
 			st.GetCurrentLimit().GetRequestsPerUnit(), unitName(st.GetCurrentLimit()),
 			st.GetLimitRemaining(), st.GetDurationUntilReset().AsDuration().Round(time.Second))
 	}
+	for _, h := range resp.GetResponseHeadersToAdd() {
+		if h.GetKey() != "RateLimit" {
+			continue
+		}
+		for _, w := range parseRateLimitHeader(h.GetValue()) {
+			fmt.Fprintf(out, "  window %-16s %s remaining, resets in %ss\n", w.name, w.remaining, w.reset)
+		}
+	}
 	var hs []string
 	for _, h := range resp.GetResponseHeadersToAdd() {
 		hs = append(hs, fmt.Sprintf("  response header  %s: %s", h.GetKey(), h.GetValue()))
@@ -346,6 +355,77 @@ func explainRateLimit(ctx context.Context, out io.Writer, f *explainFlags, conn 
 		fmt.Fprintln(out, h)
 	}
 	return nil
+}
+
+// rateLimitWindow is one item of the RateLimit header: a window's name, what remains and when.
+type rateLimitWindow struct{ name, remaining, reset string }
+
+// parseRateLimitHeader reads the IETF draft's RateLimit list (`"1h";r=99;t=3600, "1s";r=9;t=1`),
+// which tenantgate fills with every window of the request, the most constraining first. Items it
+// cannot read are skipped: explain prints the raw header too.
+func parseRateLimitHeader(v string) []rateLimitWindow {
+	var out []rateLimitWindow
+	for _, item := range splitOutsideQuotes(v, ',') {
+		item = strings.TrimSpace(item)
+		name, params, ok := cutQuoted(item)
+		if !ok {
+			continue
+		}
+		w := rateLimitWindow{name: strconv.Quote(name)}
+		for _, p := range strings.Split(params, ";") {
+			k, val, _ := strings.Cut(strings.TrimSpace(p), "=")
+			switch k {
+			case "r":
+				w.remaining = val
+			case "t":
+				w.reset = val
+			}
+		}
+		if w.remaining != "" && w.reset != "" {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// splitOutsideQuotes splits s at sep where sep is not inside a structured-field string.
+func splitOutsideQuotes(s string, sep byte) []string {
+	var parts []string
+	start, quoted := 0, false
+	for i := 0; i < len(s); i++ {
+		switch {
+		case quoted && s[i] == '\\':
+			i++
+		case s[i] == '"':
+			quoted = !quoted
+		case !quoted && s[i] == sep:
+			parts = append(parts, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(parts, s[start:])
+}
+
+// cutQuoted splits `"name";params` into the unescaped name and the parameters.
+func cutQuoted(item string) (name, params string, ok bool) {
+	if len(item) < 2 || item[0] != '"' {
+		return "", "", false
+	}
+	var b strings.Builder
+	for i := 1; i < len(item); i++ {
+		switch item[i] {
+		case '\\':
+			if i+1 < len(item) {
+				i++
+				b.WriteByte(item[i])
+			}
+		case '"':
+			return b.String(), strings.TrimPrefix(item[i+1:], ";"), true
+		default:
+			b.WriteByte(item[i])
+		}
+	}
+	return "", "", false
 }
 
 // rateLimitVerdict says what the request itself would get. Asked with hits_addend 0 the service

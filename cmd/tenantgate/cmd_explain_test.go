@@ -115,3 +115,28 @@ func TestRateLimitVerdict(t *testing.T) {
 		})
 	}
 }
+
+func TestParseRateLimitHeader_EveryWindow(t *testing.T) {
+	tests := []struct {
+		header string
+		want   []rateLimitWindow
+	}{
+		{`"1h";r=99;t=3600`, []rateLimitWindow{{`"1h"`, "99", "3600"}}},
+		{`"search 1s";r=0;t=1, "1h";r=950;t=3541`, []rateLimitWindow{{`"search 1s"`, "0", "1"}, {`"1h"`, "950", "3541"}}},
+		{`"a, \"b\"";r=1;t=2, "2s";r=6;t=3`, []rateLimitWindow{{`"a, \"b\""`, "1", "2"}, {`"2s"`, "6", "3"}}},
+		{`garbage, "1h";r=5`, nil},
+		{``, nil},
+	}
+	for _, tt := range tests {
+		got := parseRateLimitHeader(tt.header)
+		if len(got) != len(tt.want) {
+			t.Errorf("parseRateLimitHeader(%q) = %v, want %v", tt.header, got, tt.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != tt.want[i] {
+				t.Errorf("parseRateLimitHeader(%q)[%d] = %v, want %v", tt.header, i, got[i], tt.want[i])
+			}
+		}
+	}
+}
