@@ -13,23 +13,27 @@ local n = #KEYS - 1
 local index = KEYS[#KEYS]
 local reply = {now, 1}
 local cur = {}
+-- fresh[i]: counter i holds no counted sub-window, so it does not exist once its stale ones are
+-- dropped; an increment creates it, and must name it in the index.
+local fresh = {}
 for i = 1, n do
   local a = (i - 1) * 5
   local g = tonumber(ARGV[a + 1])
   local first = math.floor((now - tonumber(ARGV[a + 2])) / g)
   cur[i] = math.floor(now / g)
   local fields = redis.call('HGETALL', KEYS[i])
-  local used, oldest, stale = 0, -1, {}
+  local used, oldest, stale = 0, -1, nil
   for j = 1, #fields, 2 do
     local b = tonumber(fields[j])
     if b < first then
-      stale[#stale + 1] = fields[j]
+      if stale then stale[#stale + 1] = fields[j] else stale = {fields[j]} end
     else
       used = used + tonumber(fields[j + 1])
       if oldest < 0 or b < oldest then oldest = b end
     end
   end
-  if #stale > 0 then redis.call('HDEL', KEYS[i], unpack(stale)) end
+  if stale then redis.call('HDEL', KEYS[i], unpack(stale)) end
+  fresh[i] = oldest < 0
   if used + tonumber(ARGV[a + 4]) > tonumber(ARGV[a + 3]) then reply[2] = 0 end
   reply[#reply + 1] = used
   reply[#reply + 1] = oldest
@@ -39,14 +43,19 @@ if reply[2] == 1 then
   for i = 1, n do
     local a = (i - 1) * 5
     local hits = tonumber(ARGV[a + 4])
-    if hits > 0 then
-      redis.call('HINCRBY', KEYS[i], cur[i], hits)
+    -- The TTL (W+g) is set only by the first admission into the current sub-window: that keeps
+    -- the key until the sub-window leaves the window (window.go), and later admissions into it
+    -- save two calls (this PEXPIRE and the index's PTTL below).
+    if hits > 0 and redis.call('HINCRBY', KEYS[i], cur[i], hits) == hits then
       redis.call('PEXPIRE', KEYS[i], ARGV[a + 5])
-      redis.call('SADD', index, KEYS[i])
+      -- A counter that already existed is in the index: it was added when created (here, in the
+      -- same atomic step), the index outlives it (below), and only a purge removes the index, in
+      -- the same DEL as the counters it names. So only a new counter is added (one call less).
+      if fresh[i] then redis.call('SADD', index, KEYS[i]) end
       indexTTL = math.max(indexTTL, tonumber(ARGV[a + 5]))
     end
   end
-  -- The index lives as long as the longest-lived counter it names.
+  -- The index lives as long as the longest-lived counter it names (a TTL set just now is the latest).
   if indexTTL > 0 and redis.call('PTTL', index) < indexTTL then
     redis.call('PEXPIRE', index, indexTTL)
   end

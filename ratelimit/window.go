@@ -20,15 +20,18 @@ const SubWindows = 60
 //   - counts every sub-window b with b >= first(t) = floor((t-W)/g), and drops older ones;
 //   - admits iff that sum plus the request's hits is <= L (for every window of every descriptor of the
 //     request: check all, then increment all, in one atomic step);
-//   - on admission adds hits to sub-window floor(t/g) and sets the key's TTL to W+g.
+//   - on admission adds hits to sub-window b = floor(t/g) and keeps the key at least until b leaves
+//     the window, at (b+1)*g + W: the Redis script sets a TTL of W+g at the first admission into b
+//     (at a time >= b*g), the memory store W+g past every admission.
 //
 // Never over-admits. Take any interval (s, s+W] and the admissions at times in it; let d be the last
 // of them, at time t_d <= s+W. Decisions are atomic and made in time order (one clock, one
 // serialised store), so every other admission in the interval was recorded before d was decided. Each
 // was at a time t in (s, t_d], so t > t_d - W and its sub-window floor(t/g) >= floor((t_d-W)/g) =
 // first(t_d): d's sum counted it. It was not dropped: earlier decisions drop only sub-windows below
-// their own first(.), which is <= first(t_d); and if the key expired (no admission for W+g after
-// the last one, at X), then X < t_d - W - g and nothing recorded is in the interval. So d's sum is at
+// their own first(.), which is <= first(t_d); and if the key expired before t_d, its newest
+// sub-window b had left the window: t_d >= (b+1)*g + W, while every admission it recorded was at a
+// time X < (b+1)*g, so X < t_d - W and nothing recorded is in the interval. So d's sum is at
 // least the hits of the other admissions in the interval, and d was admitted only if that sum plus its
 // own hits is <= L. Hence at most L hits are admitted in any interval of length W.
 //
@@ -37,8 +40,8 @@ const SubWindows = 60
 // admissions in (t-W-g, t] plus its hits exceed L.
 //
 // Memory: at most ceil(W/g)+1 <= 61 fields per key, and one key per tenant, endpoint and window, each
-// expiring W+g after its last admission (in Redis also one set per tenant naming its keys, for the
-// purge). No per-request entries.
+// expiring at most W+g after its last admission (in Redis also one set per tenant naming its keys,
+// for the purge). No per-request entries.
 //
 // One clock: the Redis script reads Redis's TIME and mirrors bucket and first (two lines) rather than
 // taking the time from the caller, because replicas' clocks differ and a decision that reached Redis
@@ -61,7 +64,7 @@ func newWindow(w config.Window) window {
 // Period is the window's length.
 func (w window) Period() time.Duration { return time.Duration(w.PeriodMS) * time.Millisecond }
 
-// TTLMS is how long a counter key lives after its last admission: W + g.
+// TTLMS is the TTL a counter key is given on admission (see above): W + g.
 func (w window) TTLMS() int64 { return w.PeriodMS + w.SubMS }
 
 // bucket is the sub-window holding time t (ms).
