@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tenantgate/tenantgate/internal/registry"
@@ -157,6 +159,9 @@ func (h *Handler) problemOf(err error) Problem {
 		return p
 	case errors.Is(err, provisioner.ErrNotFound):
 		return Problem{Type: typeNotFound, Status: http.StatusNotFound, Detail: "no tenant with that id"}
+	case storeUnreachable(err):
+		return Problem{Type: typeUnavailable, Status: http.StatusServiceUnavailable,
+			Detail: "the tenant store cannot be reached; try again shortly (a create retried with the same Idempotency-Key is safe)"}
 	}
 	return Problem{Type: typeInternal, Status: http.StatusInternalServerError, Detail: "the request could not be completed; see the server log"}
 }
@@ -332,4 +337,13 @@ func viewJSON(v provisioner.View) TenantJSON {
 	return TenantJSON{ID: t.ID, Slug: t.Slug, Name: t.Name, Plan: t.Plan, Model: t.Model, Status: t.Status,
 		Upstream: t.Upstream, Resources: t.Resources, LastError: t.LastError, Revision: t.Revision,
 		CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Saga: v.Saga}
+}
+
+// storeUnreachable reports whether err says the database could not be reached (or did not answer in
+// time) rather than that the call was wrong: a 503 the client may retry, not a 500.
+func storeUnreachable(err error) bool {
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.Timeout(err) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, registry.ErrClosed)
 }

@@ -35,7 +35,11 @@ const (
 	typeIdempotency  = "https://tenantgate.dev/problems/idempotency-key-reused"
 	typeInternal     = "https://tenantgate.dev/problems/internal"
 	typeMethod       = "https://tenantgate.dev/problems/method-not-allowed"
+	typeUnavailable  = "https://tenantgate.dev/problems/unavailable"
 )
+
+// retryAfterSeconds is what a 503 tells the client to wait before trying again.
+const retryAfterSeconds = "5"
 
 func writeProblem(w http.ResponseWriter, r *http.Request, p Problem) {
 	if p.Title == "" {
@@ -44,6 +48,9 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p Problem) {
 	p.Instance = r.URL.Path
 	w.Header().Set("Content-Type", ContentTypeProblem)
 	w.Header().Set("Cache-Control", "no-store")
+	if p.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfterSeconds)
+	}
 	w.WriteHeader(p.Status)
 	_ = json.NewEncoder(w).Encode(p)
 }
