@@ -180,6 +180,12 @@ func TestServe_EmbeddedDefaults(t *testing.T) {
 	if !strings.Contains(logs.String(), "embedded in-memory registry") || !strings.Contains(logs.String(), "examples/tenants.yaml") {
 		t.Errorf("log does not say it runs on the embedded registry seeded from the example file:\n%s", logs.String())
 	}
+	// Without a database the provisioner has nothing to run on: the log says so, and does not also
+	// claim it is enabled.
+	if !strings.Contains(logs.String(), `msg="component not started" component=provisioner`) ||
+		strings.Contains(logs.String(), `msg="component enabled" component=provisioner`) {
+		t.Errorf("log does not say plainly that the provisioner is not started:\n%s", logs.String())
+	}
 	if !strings.Contains(logs.String(), "tenants=3") {
 		t.Errorf("log does not show the three demo tenants loaded:\n%s", logs.String())
 	}

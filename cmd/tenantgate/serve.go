@@ -190,7 +190,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		if !cfg.Runs(c.name) {
 			continue
 		}
-		if err := c.setup(ctx, a); err != nil {
+		err := c.setup(ctx, a)
+		var skip *skipError
+		switch {
+		case errors.As(err, &skip):
+			log.Warn("component not started", slog.String("component", c.name), slog.String("reason", skip.reason))
+			continue
+		case err != nil:
 			return fmt.Errorf("set up %s: %w", c.name, err)
 		}
 		log.Info("component enabled", slog.String("component", c.name))
@@ -203,6 +209,12 @@ func grpcServerOptions() []grpc.ServerOption {
 		grpc.MaxConcurrentStreams(10000),
 	}
 }
+
+// skipError is returned by a component's setup when the configuration leaves it nothing to run (the
+// rest of the process serves on).
+type skipError struct{ reason string }
+
+func (e *skipError) Error() string { return "not started: " + e.reason }
 
 // component is one part `serve` can run; its setup adds services, checks and loops to the app.
 type component struct {

@@ -29,8 +29,7 @@ func setupProvisioner(ctx context.Context, a *app) error {
 	log := a.log.With(slog.String("component", "provisioner"))
 	pc := a.cfg.Provisioner
 	if a.cfg.DatabaseURL == "" {
-		log.Warn("the provisioner keeps its sagas in Postgres: set database_url to run it; not started")
-		return nil
+		return &skipError{reason: "the provisioner keeps its sagas in Postgres: set database_url to run it"}
 	}
 	stateCfg, err := pgx.ParseConfig(a.cfg.DatabaseURL.Value())
 	if err != nil {
