@@ -209,6 +209,16 @@ func TestServe_EmbeddedDefaults(t *testing.T) {
 		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
 	})
 
+	terminateAndWait(t, cmd, exited, &logs)
+	if !strings.Contains(logs.String(), "shutting down") {
+		t.Errorf("no shutdown log line:\n%s", logs.String())
+	}
+}
+
+// terminateAndWait sends SIGTERM to a running tenantgate and fails the test unless it exits cleanly
+// within 20 s; exited receives the result of cmd.Wait.
+func terminateAndWait(t *testing.T, cmd *exec.Cmd, exited <-chan error, logs *lockedBuffer) {
+	t.Helper()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -219,9 +229,6 @@ func TestServe_EmbeddedDefaults(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("still running 20s after SIGTERM:\n%s", logs.String())
-	}
-	if !strings.Contains(logs.String(), "shutting down") {
-		t.Errorf("no shutdown log line:\n%s", logs.String())
 	}
 }
 

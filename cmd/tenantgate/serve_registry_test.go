@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -54,15 +53,5 @@ func TestServe_PostgresRegistry(t *testing.T) {
 		return strings.Contains(httpBody(t, "http://"+adminAddr+"/metrics"), "tenantgate_registry_watch_changes_total 1")
 	})
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("still running 20s after SIGTERM:\n%s", logs.String())
-	}
+	terminateAndWait(t, cmd, exited, &logs)
 }

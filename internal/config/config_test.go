@@ -110,19 +110,24 @@ func TestLoad_MistakesNameTheKey(t *testing.T) {
 		{"no plans", "plans: {}\n", "plans", "at least one plan"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Load(writeConfig(t, tt.body), noEnv)
-			var ke *KeyError
-			if !errors.As(err, &ke) {
-				t.Fatalf("Load: %v, want a *KeyError", err)
-			}
-			if ke.Key != tt.key || !strings.Contains(ke.Reason, tt.reason) {
-				t.Errorf("Load: key %q reason %q, want key %q reason containing %q", ke.Key, ke.Reason, tt.key, tt.reason)
-			}
-			if !strings.Contains(err.Error(), tt.key) {
-				t.Errorf("message %q does not name the key", err)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { expectKeyError(t, tt.body, tt.key, tt.reason) })
+	}
+}
+
+// expectKeyError loads a config file with body and checks that it fails with a *KeyError naming key,
+// for a reason that contains reason, and that the message names the key too.
+func expectKeyError(t *testing.T, body, key, reason string) {
+	t.Helper()
+	_, err := Load(writeConfig(t, body), noEnv)
+	var ke *KeyError
+	if !errors.As(err, &ke) {
+		t.Fatalf("Load: %v, want a *KeyError", err)
+	}
+	if ke.Key != key || !strings.Contains(ke.Reason, reason) {
+		t.Errorf("Load: key %q reason %q, want key %q reason containing %q", ke.Key, ke.Reason, key, reason)
+	}
+	if !strings.Contains(err.Error(), key) {
+		t.Errorf("message %q does not name the key", err)
 	}
 }
 

@@ -67,16 +67,7 @@ func TestProvisioner_MistakesNameTheirKey(t *testing.T) {
 		{"invite url without token", "provisioner: {email: {smtp_addr: 'mail:25', invite_url: 'https://x/'}}\n", "provisioner.email.invite_url", "{token}"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Load(writeConfig(t, tt.body), noEnv)
-			var ke *KeyError
-			if !errors.As(err, &ke) {
-				t.Fatalf("Load: %v, want a *KeyError", err)
-			}
-			if ke.Key != tt.key || !strings.Contains(ke.Reason, tt.reason) {
-				t.Errorf("key %q reason %q, want key %q reason containing %q", ke.Key, ke.Reason, tt.key, tt.reason)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { expectKeyError(t, tt.body, tt.key, tt.reason) })
 	}
 }
 

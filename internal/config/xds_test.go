@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"testing"
 )
 
@@ -63,15 +62,6 @@ func TestLoad_XDSMistakesNameTheirKey(t *testing.T) {
 		{"route open to an unknown plan", "xds: {routes: [{name: api, prefix: /, plans: [gold]}]}", "xds.routes[0].plans[0]"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Load(writeConfig(t, tt.body), noEnv)
-			var ke *KeyError
-			if !errors.As(err, &ke) {
-				t.Fatalf("err = %v, want a *KeyError", err)
-			}
-			if ke.Key != tt.key {
-				t.Errorf("key = %q, want %q (%v)", ke.Key, tt.key, err)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { expectKeyError(t, tt.body, tt.key, "") })
 	}
 }
