@@ -112,15 +112,20 @@ func (f *fetch) receive() error {
 	if err != nil {
 		return err
 	}
-	if f.delta && f.got[typ] != nil {
+	switch {
+	case f.got[typ] == nil || (!f.delta && slices.Contains(wildcard, typ)):
+		// The first answer, or a state-of-the-world answer of a type Envoy takes as the full set.
+		f.got[typ] = upserts
+	default:
+		// Delta, or state of the world for routes and endpoints, where a response may carry only
+		// the resources that changed and the others stay as they were (the xDS protocol's
+		// grouping rules): merge.
 		for n, m := range upserts {
 			f.got[typ][n] = m
 		}
 		for _, n := range removed {
 			delete(f.got[typ], n)
 		}
-	} else {
-		f.got[typ] = upserts
 	}
 	switch typ {
 	case resource.ScopedRouteType:
@@ -208,7 +213,10 @@ func (f *fetch) follow(typ string, names []string) error {
 		f.got[typ] = map[string]proto.Message{}
 		return nil
 	}
-	delete(f.got, typ) // wait for the answer to the new subscription
+	// Keep what is still wanted: the answer to the new subscription may carry only what was added.
+	for _, n := range remove {
+		delete(f.got[typ], n)
+	}
 	return f.subscribe(typ, names, nil, nil)
 }
 
