@@ -19,7 +19,12 @@ func TestResponses_PassEnvoyValidation(t *testing.T) {
 		if err := resp.ValidateAll(); err != nil {
 			t.Errorf("denial %s: %v", r, err)
 		}
-		if got := resp.GetDeniedResponse().GetStatus().GetCode(); got != 0 && int(got) != r.HTTPStatus() {
+		// A 503 travels as error_response, every other denial as denied_response.
+		denied := resp.GetDeniedResponse()
+		if denied == nil {
+			denied = resp.GetErrorResponse()
+		}
+		if got := denied.GetStatus().GetCode(); int(got) != r.HTTPStatus() {
 			t.Errorf("denial %s has status %d, want %d", r, got, r.HTTPStatus())
 		}
 	}
