@@ -22,6 +22,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/internal/config"
 	"github.com/tenantgate/tenantgate/internal/envoyvalidate"
+	"github.com/tenantgate/tenantgate/internal/testenv"
 	"github.com/tenantgate/tenantgate/xds/envoybuild"
 )
 
@@ -110,7 +111,7 @@ func buildTenantgate(t *testing.T) string {
 // TestChartEnvoyConfigs_PassDeepValidation renders the Helm chart in the ways it is installed and
 // validates every Envoy config found in its ConfigMaps.
 func TestChartEnvoyConfigs_PassDeepValidation(t *testing.T) {
-	helm := helmBinary(t)
+	helm := testenv.Helm(t)
 	renders := map[string][]string{
 		"defaults":   {"--set", "database.existingSecret=tenantgate-db"},
 		"ha":         {"--set", "database.existingSecret=tenantgate-db", "--set", "redis.existingSecret=tenantgate-redis", "--set", "controlPlane.replicas=3", "--set", "gateway.autoscaling.enabled=true"},
@@ -135,28 +136,6 @@ func TestChartEnvoyConfigs_PassDeepValidation(t *testing.T) {
 	if found == 0 {
 		t.Fatal("the chart renders no Envoy config; the extraction no longer recognises it")
 	}
-}
-
-func helmBinary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("HELM"); p != "" {
-		return p
-	}
-	if p, err := exec.LookPath("helm"); err == nil {
-		return p
-	}
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "helm")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	msg := "helm not found; install it with: make helm"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip("SKIPPING chart Envoy configs: " + msg)
-	return ""
 }
 
 // helmTemplate renders the chart with Helm's config, cache and data in a temporary home.

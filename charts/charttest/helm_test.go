@@ -16,10 +16,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-)
 
-// helmVersion is the Helm the tests and CI install (`make helm`).
-const helmVersion = "v3.22.0"
+	"github.com/tenantgate/tenantgate/internal/testenv"
+)
 
 // chartDir is charts/tenantgate, next to this package.
 func chartDir(t testing.TB) string {
@@ -28,35 +27,11 @@ func chartDir(t testing.TB) string {
 	return filepath.Join(filepath.Dir(file), "..", "tenantgate")
 }
 
-// helm finds the helm binary: $HELM, then PATH, then $(go env GOPATH)/bin. Missing, it fails under
-// CI=true and skips loudly otherwise.
-func helm(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv("HELM"); p != "" {
-		return p
-	}
-	if p, err := exec.LookPath("helm"); err == nil {
-		return p
-	}
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "helm")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	msg := "helm not found; install Helm " + helmVersion + " with: make helm"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip("SKIPPING chart test: " + msg)
-	return ""
-}
-
 // runHelm runs helm with its own config, cache and data directories, so a developer's repositories
 // and plugins change nothing, and returns stdout.
 func runHelm(t testing.TB, kubeconfig string, args ...string) (string, error) {
 	t.Helper()
-	bin := helm(t)
+	bin := testenv.Helm(t)
 	home := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
