@@ -63,6 +63,14 @@ func newTestDB(t testing.TB) *testDB {
 	return d
 }
 
+// mustWithTenant runs fn in a transaction for tenant and fails the test if it returns an error.
+func mustWithTenant(t testing.TB, ctx context.Context, db tenantdb.Beginner, tenant string, fn func(pgx.Tx) error) {
+	t.Helper()
+	if err := tenantdb.WithTenant(ctx, db, tenant, fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // seed inserts n notes for each tenant, as the owner with each tenant set in turn.
 func (d *testDB) seed(t testing.TB, tenants []string, n int) {
 	t.Helper()

@@ -58,15 +58,12 @@ func TestInstall_IsIdempotentAndSafeConcurrently(t *testing.T) {
 	}
 	tenant := tenantIDs(1)[0]
 	d.seed(t, []string{tenant}, 1)
-	err := tenantdb.WithTenant(ctx, d.appPool(t), tenant, func(tx pgx.Tx) error {
+	mustWithTenant(t, ctx, d.appPool(t), tenant, func(tx pgx.Tx) error {
 		if n := countNotes(t, tx); n != 1 {
 			return fmt.Errorf("app sees %d rows, want 1", n)
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestSetTenant_ScopesOnlyTheTransaction uses the SQL entry point that clients in other languages
@@ -154,13 +151,10 @@ func TestProtect_CoversPartitionsQueriedDirectly(t *testing.T) {
 	}
 	tenants := tenantIDs(8)
 	for _, id := range tenants {
-		err := tenantdb.WithTenant(ctx, owner, id, func(tx pgx.Tx) error {
+		mustWithTenant(t, ctx, owner, id, func(tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, "INSERT INTO events VALUES ($1, 1)", id)
 			return err
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 	}
 	app := connect(t, d.appURL)
 	for _, table := range []string{"events", "events_0", "events_1"} {
@@ -330,13 +324,10 @@ func TestCurrentTenant_WorksAsColumnDefault(t *testing.T) {
 	mustExec(t, connect(t, d.ownerURL), "ALTER TABLE notes ALTER COLUMN tenant_id SET DEFAULT tenantdb.current_tenant()")
 	tenant := tenantIDs(1)[0]
 	pool := d.appPool(t)
-	err := tenantdb.WithTenant(ctx, pool, tenant, func(tx pgx.Tx) error {
+	mustWithTenant(t, ctx, pool, tenant, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, "INSERT INTO notes (body) VALUES ($1)", tenant+"#1")
 		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var got string
 	if err := connect(t, d.adminURL).QueryRow(ctx, "SELECT tenant_id::text FROM notes").Scan(&got); err != nil {
 		t.Fatal(err)

@@ -271,7 +271,7 @@ func TestPool_SessionLevelTenantDoesNotLeakToNextRequest(t *testing.T) {
 					t.Fatalf("app.tenant_id = %q on a connection handed out, want empty", *setting)
 				}
 				// And a request for another tenant sees that tenant only.
-				err := tenantdb.WithTenant(ctx, pool, victim, func(tx pgx.Tx) error {
+				mustWithTenant(t, ctx, pool, victim, func(tx pgx.Tx) error {
 					notes, err := readNotes(ctx, tx)
 					if err != nil {
 						return err
@@ -286,9 +286,6 @@ func TestPool_SessionLevelTenantDoesNotLeakToNextRequest(t *testing.T) {
 					}
 					return nil
 				})
-				if err != nil {
-					t.Fatal(err)
-				}
 			})
 		}
 	}
@@ -397,7 +394,7 @@ func TestOwner_IsBoundByTheTenantPolicy(t *testing.T) {
 	if n := countNotes(t, conn); n != 0 {
 		t.Errorf("owner with no tenant sees %d rows, want 0", n)
 	}
-	err = tenantdb.WithTenant(ctx, conn, mine, func(tx pgx.Tx) error {
+	mustWithTenant(t, ctx, conn, mine, func(tx pgx.Tx) error {
 		notes, err := readNotes(ctx, tx)
 		if err != nil {
 			return err
@@ -412,9 +409,6 @@ func TestOwner_IsBoundByTheTenantPolicy(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	err = tenantdb.WithTenant(ctx, conn, mine, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, "INSERT INTO notes (tenant_id, body) VALUES ($1, 'x')", other)
 		return err
@@ -464,16 +458,13 @@ func TestWithTenant_WritesForAnotherTenantAreRefused(t *testing.T) {
 
 	// Deleting or updating another tenant's rows is not refused: they are simply not there.
 	ctx := testContext(t)
-	err := tenantdb.WithTenant(ctx, pool, mine, func(tx pgx.Tx) error {
+	mustWithTenant(t, ctx, pool, mine, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, "DELETE FROM notes WHERE tenant_id = $1", other)
 		if err == nil && tag.RowsAffected() != 0 {
 			err = fmt.Errorf("deleted %d rows of another tenant", tag.RowsAffected())
 		}
 		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestPool_ClearsARoleDefaultTenant: a tenant set as the role's default (ALTER ROLE ... SET) would
