@@ -21,8 +21,9 @@ type split struct {
 	delta *deltaCache
 }
 
+// sotwCache is what split needs of its state-of-the-world half; delta and fetch requests never reach it.
 type sotwCache interface {
-	cache.Cache
+	CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error)
 	update(upserts map[string]packed, deletes []string)
 }
 
@@ -32,10 +33,6 @@ func (s split) CreateWatch(req *cache.Request, sub cache.Subscription, out chan 
 
 func (s split) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, out chan cache.DeltaResponse) (func(), error) {
 	return s.delta.CreateDeltaWatch(req, sub, out)
-}
-
-func (s split) Fetch(context.Context, *cache.Request) (cache.Response, error) {
-	return nil, errors.New("fetch is not served")
 }
 
 func (s split) update(upserts map[string]packed, deletes []string) {

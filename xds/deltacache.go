@@ -1,8 +1,6 @@
 package xds
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -68,14 +66,6 @@ func newDeltaCache(typeURL, epoch string, logCap int) *deltaCache {
 		res:     map[string]*deltaEntry{},
 		watches: map[uint64]*deltaWatch{},
 	}
-}
-
-func (c *deltaCache) CreateWatch(*cache.Request, cache.Subscription, chan cache.Response) (func(), error) {
-	return nil, errors.New("delta cache serves delta clients only")
-}
-
-func (c *deltaCache) Fetch(context.Context, *cache.Request) (cache.Response, error) {
-	return nil, errors.New("fetch is not served")
 }
 
 func (c *deltaCache) len() int {

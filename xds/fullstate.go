@@ -1,7 +1,6 @@
 package xds
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"strconv"
@@ -72,14 +71,6 @@ func (c *fullStateCache) CreateWatch(req *cache.Request, sub cache.Subscription,
 		delete(c.watches, id)
 		c.mu.Unlock()
 	}, nil
-}
-
-func (c *fullStateCache) CreateDeltaWatch(*cache.DeltaRequest, cache.Subscription, chan cache.DeltaResponse) (func(), error) {
-	return nil, errors.New("full-state cache serves state-of-the-world only")
-}
-
-func (c *fullStateCache) Fetch(context.Context, *cache.Request) (cache.Response, error) {
-	return nil, errors.New("fetch is not served")
 }
 
 // stale reports whether the subscription was last sent something other than the current version.

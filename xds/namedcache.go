@@ -1,7 +1,6 @@
 package xds
 
 import (
-	"context"
 	"errors"
 	"maps"
 	"strconv"
@@ -59,14 +58,6 @@ func (c *namedCache) CreateWatch(req *cache.Request, sub cache.Subscription, out
 		delete(c.watches, id)
 		c.mu.Unlock()
 	}, nil
-}
-
-func (c *namedCache) CreateDeltaWatch(*cache.DeltaRequest, cache.Subscription, chan cache.DeltaResponse) (func(), error) {
-	return nil, errors.New("named cache serves state-of-the-world only")
-}
-
-func (c *namedCache) Fetch(context.Context, *cache.Request) (cache.Response, error) {
-	return nil, errors.New("fetch is not served")
 }
 
 func (c *namedCache) update(upserts map[string]packed, deletes []string) {
