@@ -25,12 +25,9 @@ import (
 //	guard_cost/*           the baseline query outside WithTenant (so the guard's reset runs on every
 //	                       release) on a guarded pool of 2 vs a plain one, alone and from 8 goroutines
 func BenchmarkTenantQuery(b *testing.B) {
-	const tenants, rowsPerTenant = 100, 100
-	d := newTestDB(b)
-	ids := tenantIDs(tenants)
-	d.seed(b, ids, rowsPerTenant)
+	d, ids := newBenchDB(b)
+	tenants := len(ids)
 	ctx := testContext(b)
-	mustExec(b, connect(b, d.adminURL), "VACUUM ANALYZE notes")
 
 	noRLS := plainPool(b, d.adminURL, 4) // a superuser: row-level security does not apply
 	guarded := d.appPool(b, tenantdb.WithMaxConns(4))
@@ -172,12 +169,9 @@ func BenchmarkTenantQuery(b *testing.B) {
 //	guard                       the WHERE query outside WithTenant on a guarded vs a plain pool (the
 //	                            guard resets on every release then)
 func BenchmarkTenantQueryInterleaved(b *testing.B) {
-	const tenants, rowsPerTenant = 100, 100
-	d := newTestDB(b)
-	ids := tenantIDs(tenants)
-	d.seed(b, ids, rowsPerTenant)
+	d, ids := newBenchDB(b)
+	tenants := len(ids)
 	ctx := testContext(b)
-	mustExec(b, connect(b, d.adminURL), "VACUUM ANALYZE notes")
 
 	noRLS := plainPool(b, d.adminURL, 2) // a superuser: row-level security does not apply
 	app := d.appPool(b, tenantdb.WithMaxConns(2))
@@ -231,6 +225,17 @@ func BenchmarkTenantQueryInterleaved(b *testing.B) {
 			b.ReportMetric(float64(measured)/float64(baseline), "x_baseline")
 		})
 	}
+}
+
+// newBenchDB makes the database both benchmarks read: 100 tenants with 100 notes each, analyzed.
+func newBenchDB(b *testing.B) (*testDB, []string) {
+	b.Helper()
+	const tenants, rowsPerTenant = 100, 100
+	d := newTestDB(b)
+	ids := tenantIDs(tenants)
+	d.seed(b, ids, rowsPerTenant)
+	mustExec(b, connect(b, d.adminURL), "VACUUM ANALYZE notes")
+	return d, ids
 }
 
 // readAll runs a query and reads every row, as an application would.
