@@ -150,17 +150,7 @@ func jsonString(raw json.RawMessage) (string, error) {
 	if len(raw) < 2 || raw[0] != '"' {
 		return "", errNotAString
 	}
-	body := raw[1 : len(raw)-1]
-	for _, c := range body {
-		if c == '\\' {
-			var s string
-			if err := json.Unmarshal(raw, &s); err != nil {
-				return "", err
-			}
-			return s, nil
-		}
-	}
-	return string(body), nil
+	return memberName(raw)
 }
 
 // hasControl reports whether s holds a control character (C0, DEL or C1) or invalid UTF-8.
