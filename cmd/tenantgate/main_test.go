@@ -160,23 +160,8 @@ func TestServe_PrintConfigRedactsSecrets(t *testing.T) {
 // and checks what an operator sees: the log line about the embedded registry, health and readiness,
 // metrics, gRPC health, and a clean exit on SIGTERM.
 func TestServe_EmbeddedDefaults(t *testing.T) {
-	grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(binary, "serve", "--grpc-addr", grpcAddr, "--admin-addr", adminAddr,
-		"--http-addr", freeAddr(t), "--xds-addr", freeAddr(t))
-	cmd.Dir = repoRoot(t)
-	cmd.Env = append(os.Environ(), "TENANTGATE_DATABASE_URL=", "TENANTGATE_REDIS_URL=")
-	var logs lockedBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-	})
-
-	waitFor(t, 20*time.Second, func() bool { return httpStatus("http://"+adminAddr+"/readyz") == http.StatusOK })
+	p := startServe(t, "")
+	logs, grpcAddr, adminAddr := &p.logs, p.grpcAddr, p.adminAddr
 	if !strings.Contains(logs.String(), "embedded in-memory registry") || !strings.Contains(logs.String(), "examples/tenants.yaml") {
 		t.Errorf("log does not say it runs on the embedded registry seeded from the example file:\n%s", logs.String())
 	}
@@ -209,26 +194,60 @@ func TestServe_EmbeddedDefaults(t *testing.T) {
 		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
 	})
 
-	terminateAndWait(t, cmd, exited, &logs)
+	p.terminate(t)
 	if !strings.Contains(logs.String(), "shutting down") {
 		t.Errorf("no shutdown log line:\n%s", logs.String())
 	}
 }
 
-// terminateAndWait sends SIGTERM to a running tenantgate and fails the test unless it exits cleanly
-// within 20 s; exited receives the result of cmd.Wait.
-func terminateAndWait(t *testing.T, cmd *exec.Cmd, exited <-chan error, logs *lockedBuffer) {
+// serveProcess is a `tenantgate serve` the test started on free loopback ports.
+type serveProcess struct {
+	cmd                                    *exec.Cmd
+	exited                                 chan error
+	logs                                   lockedBuffer
+	grpcAddr, adminAddr, httpAddr, xdsAddr string
+}
+
+// startServe runs `tenantgate serve` with the extra args, on free loopback ports, with the database
+// URL given (empty: the embedded registry) and no Redis, and waits until /readyz answers 200. The
+// process is killed at cleanup if the test has not stopped it.
+func startServe(t *testing.T, databaseURL string, args ...string) *serveProcess {
 	t.Helper()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	p := &serveProcess{exited: make(chan error, 1),
+		grpcAddr: freeAddr(t), adminAddr: freeAddr(t), httpAddr: freeAddr(t), xdsAddr: freeAddr(t)}
+	p.cmd = exec.Command(binary, append([]string{"serve", "--grpc-addr", p.grpcAddr, "--admin-addr", p.adminAddr,
+		"--http-addr", p.httpAddr, "--xds-addr", p.xdsAddr}, args...)...)
+	p.cmd.Dir = repoRoot(t)
+	p.cmd.Env = append(os.Environ(), "TENANTGATE_DATABASE_URL="+databaseURL, "TENANTGATE_REDIS_URL=")
+	p.cmd.Stdout, p.cmd.Stderr = &p.logs, &p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
+	deadline := time.Now().Add(30 * time.Second)
+	for httpStatus("http://"+p.adminAddr+"/readyz") != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within 30s:\n%s", p.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return p
+}
+
+// terminate sends SIGTERM and fails the test unless the process exits cleanly within 20 s.
+func (p *serveProcess) terminate(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-exited:
+	case err := <-p.exited:
 		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs.String())
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatalf("still running 20s after SIGTERM:\n%s", logs.String())
+		t.Fatalf("still running 20s after SIGTERM:\n%s", p.logs.String())
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -37,18 +36,8 @@ provisioner:
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	adminAddr, httpAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(binary, "serve", "--config", cfgPath, "--grpc-addr", freeAddr(t), "--admin-addr", adminAddr,
-		"--http-addr", httpAddr, "--xds-addr", freeAddr(t))
-	cmd.Dir = repoRoot(t)
-	cmd.Env = append(os.Environ(), "TENANTGATE_DATABASE_URL="+url, "TENANTGATE_REDIS_URL=")
-	var logs lockedBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitFor(t, 30*time.Second, func() bool { return httpStatus("http://"+adminAddr+"/readyz") == http.StatusOK })
+	p := startServe(t, url, "--config", cfgPath)
+	logs, httpAddr := &p.logs, p.httpAddr
 
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "https://admin.test", "aud": "tenantgate-admin",
 		"sub": "ops", "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(), "scope": "tenantgate:admin"}).SignedString([]byte(secret))

@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -18,21 +15,8 @@ import (
 // follows its change feed: a tenant created by another process reaches the running server.
 func TestServe_PostgresRegistry(t *testing.T) {
 	url := testenv.Database(t)
-	adminAddr := freeAddr(t)
-	cmd := exec.Command(binary, "serve", "--grpc-addr", freeAddr(t), "--admin-addr", adminAddr,
-		"--http-addr", freeAddr(t), "--xds-addr", freeAddr(t))
-	cmd.Dir = repoRoot(t)
-	cmd.Env = append(os.Environ(), "TENANTGATE_DATABASE_URL="+url, "TENANTGATE_REDIS_URL=")
-	var logs lockedBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-
-	waitFor(t, 20*time.Second, func() bool { return httpStatus("http://"+adminAddr+"/readyz") == http.StatusOK })
+	p := startServe(t, url)
+	logs, adminAddr := &p.logs, p.adminAddr
 	if !strings.Contains(logs.String(), "registry migration applied") || strings.Contains(logs.String(), "in-memory registry") {
 		t.Errorf("log does not show the Postgres registry migrated at start-up:\n%s", logs.String())
 	}
@@ -53,5 +37,5 @@ func TestServe_PostgresRegistry(t *testing.T) {
 		return strings.Contains(httpBody(t, "http://"+adminAddr+"/metrics"), "tenantgate_registry_watch_changes_total 1")
 	})
 
-	terminateAndWait(t, cmd, exited, &logs)
+	p.terminate(t)
 }
