@@ -36,8 +36,7 @@ type deltaCache struct {
 	seq     uint64
 	res     map[string]*deltaEntry
 	log     []logEntry // changes in seq order; log[0].seq is the oldest kept
-	watches map[uint64]*deltaWatch
-	nextID  uint64
+	watches watchSet[*deltaWatch]
 }
 
 type deltaEntry struct {
@@ -63,8 +62,7 @@ const markerKey = "\x00tenantgate-synced"
 func newDeltaCache(typeURL, epoch string, logCap int) *deltaCache {
 	return &deltaCache{
 		typeURL: typeURL, epoch: epoch, logCap: logCap,
-		res:     map[string]*deltaEntry{},
-		watches: map[uint64]*deltaWatch{},
+		res: map[string]*deltaEntry{},
 	}
 }
 
@@ -98,14 +96,7 @@ func (c *deltaCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscri
 		return nil, nil
 	}
 	w.sub.ReturnedResources()[markerKey] = c.marker() // nothing differs: synced to now
-	c.nextID++
-	id := c.nextID
-	c.watches[id] = w
-	return func() {
-		c.mu.Lock()
-		delete(c.watches, id)
-		c.mu.Unlock()
-	}, nil
+	return c.watches.add(&c.mu, w), nil
 }
 
 // update applies the changes, logs them and answers every watch they concern.
@@ -136,9 +127,9 @@ func (c *deltaCache) update(upserts map[string]packed, deletes []string) {
 	if over := len(c.log) - c.logCap; over > 0 {
 		c.log = slices.Clone(c.log[over:]) // bounded; clients behind the log rescan instead
 	}
-	for id, w := range c.watches {
+	for id, w := range c.watches.open {
 		if c.respond(w, names, false) {
-			delete(c.watches, id)
+			delete(c.watches.open, id)
 		}
 	}
 }

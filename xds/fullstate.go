@@ -26,11 +26,11 @@ type fullStateCache struct {
 	// sorted and returned are built lazily once per version and shared by every response.
 	sorted   []*anypb.Any
 	returned map[string]string
-	watches  map[uint64]fullStateWatch
-	nextID   uint64
+	watches  watchSet[sotwWatch]
 }
 
-type fullStateWatch struct {
+// sotwWatch is an open state-of-the-world watch, of a fullStateCache or a namedCache.
+type sotwWatch struct {
 	req *cache.Request
 	sub cache.Subscription
 	out chan cache.Response
@@ -41,7 +41,6 @@ func newFullStateCache(typeURL, versionPrefix string) *fullStateCache {
 		typeURL:   typeURL,
 		prefix:    versionPrefix,
 		resources: map[string]*anypb.Any{},
-		watches:   map[uint64]fullStateWatch{},
 	}
 }
 
@@ -55,7 +54,7 @@ func (c *fullStateCache) CreateWatch(req *cache.Request, sub cache.Subscription,
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	w := fullStateWatch{req: req, sub: sub, out: out}
+	w := sotwWatch{req: req, sub: sub, out: out}
 	// A first request (no version) or one from another control plane instance always gets an answer;
 	// otherwise only a client that was not sent the current version does. A rejected version counts
 	// as sent: the rejection alone never triggers a resend.
@@ -63,14 +62,7 @@ func (c *fullStateCache) CreateWatch(req *cache.Request, sub cache.Subscription,
 		c.respond(w)
 		return func() {}, nil
 	}
-	c.nextID++
-	id := c.nextID
-	c.watches[id] = w
-	return func() {
-		c.mu.Lock()
-		delete(c.watches, id)
-		c.mu.Unlock()
-	}, nil
+	return c.watches.add(&c.mu, w), nil
 }
 
 // stale reports whether the subscription was last sent something other than the current version.
@@ -108,14 +100,14 @@ func (c *fullStateCache) update(upserts map[string]packed, deletes []string) {
 	}
 	c.version++
 	c.sorted, c.returned = nil, nil
-	for id, w := range c.watches {
+	for id, w := range c.watches.open {
 		c.respond(w)
-		delete(c.watches, id)
+		delete(c.watches.open, id)
 	}
 }
 
 // respond sends the full set to one watch. c.mu is held.
-func (c *fullStateCache) respond(w fullStateWatch) {
+func (c *fullStateCache) respond(w sotwWatch) {
 	version := c.versionString()
 	var list []*anypb.Any
 	var returned map[string]string

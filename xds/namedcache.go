@@ -22,8 +22,7 @@ type namedCache struct {
 	mu      sync.Mutex
 	seq     uint64
 	res     map[string]namedEntry
-	watches map[uint64]fullStateWatch
-	nextID  uint64
+	watches watchSet[sotwWatch]
 }
 
 type namedEntry struct {
@@ -32,7 +31,7 @@ type namedEntry struct {
 }
 
 func newNamedCache(typeURL, versionPrefix string) *namedCache {
-	return &namedCache{typeURL: typeURL, prefix: versionPrefix, res: map[string]namedEntry{}, watches: map[uint64]fullStateWatch{}}
+	return &namedCache{typeURL: typeURL, prefix: versionPrefix, res: map[string]namedEntry{}}
 }
 
 func (c *namedCache) version() string { return c.prefix + strconv.FormatUint(c.seq, 10) }
@@ -45,19 +44,12 @@ func (c *namedCache) CreateWatch(req *cache.Request, sub cache.Subscription, out
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	w := fullStateWatch{req: req, sub: sub, out: out}
+	w := sotwWatch{req: req, sub: sub, out: out}
 	replyEmpty := req.GetVersionInfo() == "" || !strings.HasPrefix(req.GetVersionInfo(), c.prefix)
 	if c.respond(w, nil, replyEmpty) {
 		return func() {}, nil
 	}
-	c.nextID++
-	id := c.nextID
-	c.watches[id] = w
-	return func() {
-		c.mu.Lock()
-		delete(c.watches, id)
-		c.mu.Unlock()
-	}, nil
+	return c.watches.add(&c.mu, w), nil
 }
 
 func (c *namedCache) update(upserts map[string]packed, deletes []string) {
@@ -74,16 +66,16 @@ func (c *namedCache) update(upserts map[string]packed, deletes []string) {
 		delete(c.res, name)
 		changed = append(changed, name)
 	}
-	for id, w := range c.watches {
+	for id, w := range c.watches.open {
 		if c.respond(w, changed, false) {
-			delete(c.watches, id)
+			delete(c.watches.open, id)
 		}
 	}
 }
 
 // respond sends the watch the subscribed resources among names (all subscribed ones when names is
 // nil) that it lacks. c.mu is held.
-func (c *namedCache) respond(w fullStateWatch, names []string, replyEmpty bool) bool {
+func (c *namedCache) respond(w sotwWatch, names []string, replyEmpty bool) bool {
 	returned := w.sub.ReturnedResources()
 	subscribed := w.sub.SubscribedResources()
 	if names == nil {
