@@ -219,10 +219,12 @@ func (c *windowArgCache) get(w window) *[4]any {
 	if old != nil && len(*old) >= maxWindowArgs {
 		return a
 	}
-	m := make(map[window]*[4]any, 1)
+	var m map[window]*[4]any
 	if old != nil {
 		m = make(map[window]*[4]any, len(*old)+1)
 		maps.Copy(m, *old)
+	} else {
+		m = make(map[window]*[4]any, 1)
 	}
 	m[w] = a
 	c.m.Store(&m)
