@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -262,6 +261,3 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
-
-// ErrNoConfig is wrapped when a required section is missing.
-var ErrNoConfig = errors.New("missing configuration")

@@ -21,7 +21,7 @@ type Snapshot struct {
 	loadedAt time.Time
 }
 
-// Empty is the snapshot before the first load.
+// empty is the snapshot before the first load.
 var empty = &Snapshot{byID: map[string]*tenant.Tenant{}, bySlug: map[string]*tenant.Tenant{}}
 
 // New builds a snapshot of the given tenants at a revision.
@@ -115,9 +115,6 @@ type Option func(*Store)
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
-
-// WithListener adds a listener told of every change.
-func WithListener(l Listener) Option { return func(s *Store) { s.listeners = append(s.listeners, l) } }
 
 // NewStore returns a store that Run fills from src.
 func NewStore(src Source, opts ...Option) *Store {

@@ -46,9 +46,6 @@ var reservedSlugs = map[string]bool{
 	"prometheus": true, "kube-system": true, "default": true, "test": true, "staging": true, "dev": true,
 }
 
-// IsReservedSlug reports whether slug is on the reserved list.
-func IsReservedSlug(slug string) bool { return reservedSlugs[slug] }
-
 // CheckSlug validates a slug: a DNS label of 3 to 63 characters, lower-case letters, digits and
 // hyphens, no leading or trailing hyphen, and not reserved.
 func CheckSlug(slug string) error {
