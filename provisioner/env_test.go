@@ -219,15 +219,7 @@ func (e *env) inventory(t testing.TB, spec tenant.Tenant, email string) inventor
 			inv.Databases = append(inv.Databases, name)
 		}
 	}
-	rows, err := e.db.Query(ctx, `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1) ORDER BY 1`, e.prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	schemas, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range schemas {
+	for _, name := range queryStrings(t, e.db, `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1) ORDER BY 1`, e.prefix) {
 		if mine(name) {
 			inv.Schemas = append(inv.Schemas, name)
 		}
@@ -250,14 +242,7 @@ func (e *env) inventory(t testing.TB, spec tenant.Tenant, email string) inventor
 			inv.Kube = append(inv.Kube, r.String())
 		}
 	}
-	rows, err = e.db.Query(ctx, `SELECT type || ' ' || name || ' ' || target FROM `+saga.Schema+`.dns_records WHERE tenant_id = $1`, spec.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inv.DNS, err = pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
+	inv.DNS = queryStrings(t, e.db, `SELECT type || ' ' || name || ' ' || target FROM `+saga.Schema+`.dns_records WHERE tenant_id = $1`, spec.ID)
 	inv.Emails = len(e.smtp.to(email))
 	return inv
 }
@@ -271,15 +256,26 @@ func (e *env) databases(t testing.TB) []string {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1`, e.prefix)
+	return queryStrings(t, conn, `SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1`, e.prefix)
+}
+
+// querier runs a query (a pool or a connection).
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// queryStrings returns the values of a query's one text column.
+func queryStrings(t testing.TB, db querier, sql string, args ...any) []string {
+	t.Helper()
+	rows, err := db.Query(context.Background(), sql, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	values, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		t.Fatal(err)
 	}
-	return names
+	return values
 }
 
 // purger records the tenants whose counters were purged.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/jackc/pgx/v5"
 	"slices"
 	"strings"
 	"sync"
@@ -260,9 +259,7 @@ func runFault(t *testing.T, e *env, model tenant.Model, slug, step, fault string
 			t.Errorf("last error %q does not name the step", v.Tenant.LastError)
 		}
 	default:
-		rows, _ := e.db.Query(ctx, `SELECT step || ' ' || action || ' ' || event || ' ' || attempt || ' ' || to_char(at, 'SS.MS') FROM `+saga.Schema+`.saga_events WHERE saga_id = $1 ORDER BY id`, v.Saga.ID)
-		journal, _ := pgx.CollectRows(rows, pgx.RowTo[string])
-		t.Fatalf("ended %s (saga %+v)\njournal:\n%s", v.Tenant.Status, v.Saga, strings.Join(journal, "\n"))
+		t.Fatalf("ended %s (saga %+v)\n%s", v.Tenant.Status, v.Saga, journal(t, e, v.Saga))
 	}
 	// What must happen: a failing compensable step fails the tenant; a crash is resumed to the end;
 	// a failing email (after the tenant is active) leaves it active.
@@ -336,21 +333,11 @@ func (e *env) tenantTables(t testing.TB, tn tenant.Tenant) []string {
 		WHERE n.nspname = $1 AND c.relkind = 'r' AND ($2 = false OR c.relname = 'goose_db_version'
 			OR (c.relrowsecurity AND c.relforcerowsecurity AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)))
 		ORDER BY 1`
-	var db interface {
-		Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	} = e.db
+	var db querier = e.db
 	if tn.Model == tenant.Bridge || tn.Model == tenant.Silo {
 		conn := must[*pgxConn](t)(connect(ctx, strings.Replace(e.url, e.url[strings.LastIndex(e.url, "/")+1:], tn.Resources.Database, 1)))
 		defer conn.Close(ctx)
 		db = conn
 	}
-	rows, err := db.Query(ctx, q, tn.Resources.Schema, tn.Model == tenant.Pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return names
+	return queryStrings(t, db, q, tn.Resources.Schema, tn.Model == tenant.Pool)
 }
