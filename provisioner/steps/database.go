@@ -82,8 +82,7 @@ func deletePoolRows(ctx context.Context, d *Deps, t target, tenantID string) err
 	if err != nil {
 		return fmt.Errorf("list pool tables: %w", err)
 	}
-	// users before tenant_profile and any other order: the pool tables hold no foreign keys between
-	// tenants' rows that would make the order matter.
+	// Any order will do: the pool tables hold no foreign keys between them that would make it matter.
 	return tenantdb.WithTenant(ctx, d.Shared, tenantID, func(tx pgx.Tx) error {
 		for _, name := range tables {
 			if _, err := tx.Exec(ctx, "DELETE FROM "+t.table(name)+" WHERE tenant_id = $1", tenantID); err != nil {
