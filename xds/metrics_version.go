@@ -20,14 +20,8 @@ func WithConfigVersionMetrics(r prometheus.Registerer) Option {
 		Help: "Unix time of the last xDS publish.",
 	})
 	r.MustRegister(version, last)
-	return func(s *Server) {
-		prev := s.onPublish
-		s.onPublish = func(revision int64) {
-			version.Set(float64(revision))
-			last.Set(float64(time.Now().UnixNano()) / 1e9)
-			if prev != nil {
-				prev(revision)
-			}
-		}
-	}
+	return withPublishHook(func(revision int64) {
+		version.Set(float64(revision))
+		last.Set(float64(time.Now().UnixNano()) / 1e9)
+	})
 }

@@ -40,9 +40,9 @@ type Server struct {
 	latest  *snapshot.Snapshot
 	wake    chan struct{}
 
-	state *state // publisher goroutine only
-	ready chan struct{}
-	// published is closed... observers (tests, benchmarks) learn of each publish through onPublish.
+	state *state        // publisher goroutine only
+	ready chan struct{} // closed once the first complete configuration is published
+	// onPublish is called after every publish; observers (metrics, tests) add to it with withPublishHook.
 	onPublish func(revision int64)
 }
 
@@ -57,8 +57,19 @@ func WithRegisterer(r prometheus.Registerer) Option {
 	return func(s *Server) { s.metrics = newMetrics(r) }
 }
 
-// withPublishHook is called after every publish with the snapshot revision (tests).
-func withPublishHook(fn func(revision int64)) Option { return func(s *Server) { s.onPublish = fn } }
+// withPublishHook adds fn to what is called after every publish with the snapshot revision; hooks
+// added earlier still run, so options can come in any order.
+func withPublishHook(fn func(revision int64)) Option {
+	return func(s *Server) {
+		prev := s.onPublish
+		s.onPublish = func(revision int64) {
+			if prev != nil {
+				prev(revision)
+			}
+			fn(revision)
+		}
+	}
+}
 
 // New returns a server building from params (already validated with the configuration).
 func New(params envoybuild.Params, opts ...Option) *Server {
