@@ -107,11 +107,6 @@ func lessPermissive(a, b *plan) bool {
 	return ta.Limit < tb.Limit
 }
 
-// tenantLookup is what the limiter needs from the tenant snapshot.
-type tenantLookup interface {
-	ByID(id string) (*tenant.Tenant, bool)
-}
-
 // unknownTenant is the one counter identity shared by every request whose tenant is unknown, so
 // that made-up tenant ids cannot grow the store.
 const unknownTenant = "_unknown"
@@ -119,7 +114,7 @@ const unknownTenant = "_unknown"
 // resolve returns the counter identity and plan for a tenant id from a request: the registry's plan
 // for an active tenant; the most restrictive plan (failing closed) for any other. A deleted tenant
 // counts as unknown, so that no counter of its own is made after its counters were purged.
-func (ps *planSet) resolve(tenants tenantLookup, id string) (string, *plan) {
+func (ps *planSet) resolve(tenants TenantLookup, id string) (string, *plan) {
 	t, ok := tenants.ByID(id)
 	if !ok || t.Status == tenant.Deleted {
 		return unknownTenant, ps.restrictive
