@@ -60,13 +60,22 @@ func TestDiffTenant_UnchangedTenantSendsNothing(t *testing.T) {
 	s.clusters[envoybuild.PoolCluster] = true
 	tn := newTenant("steady", tenant.Active, tenant.Endpoint{Host: "10.0.0.3", Port: 80})
 	next, _ := p.Tenant(&tn)
-	d, _ := s.diffTenant(tn.ID, next, true)
+	d, err := s.diffTenant(tn.ID, next, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.changes.empty() {
+		t.Fatal("a new tenant produced no changes")
+	}
 	if err := s.checkDiff(d); err != nil {
 		t.Fatal(err)
 	}
 	s.commit(d)
 	again, _ := p.Tenant(&tn)
-	d, _ = s.diffTenant(tn.ID, again, true)
+	d, err = s.diffTenant(tn.ID, again, true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !d.changes.empty() {
 		t.Fatalf("rebuilding an unchanged tenant produced changes: %+v", d.changes)
 	}
