@@ -49,6 +49,10 @@ func (b *breaker) success() {
 	}
 }
 
+// abandoned ends a call whose caller gave up before the store answered: neither a success nor a
+// failure, but a half-open breaker lets the next request probe.
+func (b *breaker) abandoned() { b.probing.Store(false) }
+
 // failure counts a failed call; it reports whether the breaker just opened.
 func (b *breaker) failure() (opened bool) {
 	wasOpen := b.openUntil.Load() != 0

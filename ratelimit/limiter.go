@@ -238,7 +238,7 @@ func (l *Limiter) decide(ctx context.Context, q *query) (decision, error) {
 	if err != nil {
 		if ctx.Err() != nil {
 			// Envoy gave up on the call: not the store's fault.
-			l.breaker.probing.Store(false)
+			l.breaker.abandoned()
 			return decision{}, ctx.Err()
 		}
 		if l.breaker.failure() {
