@@ -423,7 +423,8 @@ func TestOwner_IsBoundByTheTenantPolicy(t *testing.T) {
 func TestWithTenant_WritesForAnotherTenantAreRefused(t *testing.T) {
 	t.Parallel()
 	d := newTestDB(t)
-	mine, other := tenantIDs(2)[0], tenantIDs(1)[0]
+	ids := tenantIDs(2)
+	mine, other := ids[0], ids[1]
 	d.seed(t, []string{mine, other}, 2)
 	pool := d.appPool(t)
 
@@ -458,13 +459,15 @@ func TestWithTenant_WritesForAnotherTenantAreRefused(t *testing.T) {
 
 	// Deleting or updating another tenant's rows is not refused: they are simply not there.
 	ctx := testContext(t)
-	mustWithTenant(t, ctx, pool, mine, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, "DELETE FROM notes WHERE tenant_id = $1", other)
-		if err == nil && tag.RowsAffected() != 0 {
-			err = fmt.Errorf("deleted %d rows of another tenant", tag.RowsAffected())
-		}
-		return err
-	})
+	for _, sql := range []string{"DELETE FROM notes WHERE tenant_id = $1", "UPDATE notes SET body = 'changed' WHERE tenant_id = $1"} {
+		mustWithTenant(t, ctx, pool, mine, func(tx pgx.Tx) error {
+			tag, err := tx.Exec(ctx, sql, other)
+			if err == nil && tag.RowsAffected() != 0 {
+				err = fmt.Errorf("%q touched %d rows of another tenant", sql, tag.RowsAffected())
+			}
+			return err
+		})
+	}
 }
 
 // TestPool_ClearsARoleDefaultTenant: a tenant set as the role's default (ALTER ROLE ... SET) would
