@@ -31,15 +31,6 @@ type credential struct {
 // stampedHeaders are the headers an allowed request carries; Check always sets them itself.
 var stampedHeaders = []string{"x-tenant-id", "x-tenant-slug", "x-tenant-plan", "x-tenant-model", "x-auth-subject"}
 
-func isStamped(name string) bool {
-	for _, s := range stampedHeaders {
-		if s == name {
-			return true
-		}
-	}
-	return false
-}
-
 // readRequest collects credentials and spoofed tenant headers from both forms Envoy may send:
 // request.http.headers (values of repeated headers joined with a comma) and header_map (one entry
 // per header line). Where both are present they must agree, or the request holds more than one
@@ -69,7 +60,7 @@ func (r credentialRules) readRequest(h *authv3.AttributeContext_HttpRequest) req
 		out.credentials = append(out.credentials, joined.credentials...)
 	}
 	for _, s := range joined.spoofed {
-		if !containsString(out.spoofed, s) {
+		if !slices.Contains(out.spoofed, s) {
 			out.spoofed = append(out.spoofed, s)
 		}
 	}
@@ -80,22 +71,9 @@ func (r credentialRules) collect(req *request, name, value string) {
 	name = lowerASCII(name)
 	switch {
 	case name == "authorization":
-		if len(value) > r.maxBytes+64 {
-			req.oversized = true
-			return
-		}
-		// A joined header holds every Authorization line, comma-separated.
-		for v := range strings.SplitSeq(value, ",") {
-			req.credentials = append(req.credentials, credential{'a', strings.TrimSpace(v)})
-		}
+		r.collectLines(req, 'a', value)
 	case r.header != "" && name == r.header:
-		if len(value) > r.maxBytes+64 {
-			req.oversized = true
-			return
-		}
-		for v := range strings.SplitSeq(value, ",") {
-			req.credentials = append(req.credentials, credential{'h', strings.TrimSpace(v)})
-		}
+		r.collectLines(req, 'h', value)
 	case r.cookie != "" && name == "cookie":
 		for pair := range strings.SplitSeq(value, ";") {
 			n, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
@@ -108,10 +86,22 @@ func (r credentialRules) collect(req *request, name, value string) {
 			}
 			req.credentials = append(req.credentials, credential{'c', strings.Trim(v, `"`)})
 		}
-	case strings.HasPrefix(name, "x-tenant-") && !isStamped(name):
-		if !containsString(req.spoofed, name) {
+	case strings.HasPrefix(name, "x-tenant-") && !slices.Contains(stampedHeaders, name):
+		if !slices.Contains(req.spoofed, name) {
 			req.spoofed = append(req.spoofed, name)
 		}
+	}
+}
+
+// collectLines adds each credential of a header that may be joined: a joined header holds every
+// line, comma-separated.
+func (r credentialRules) collectLines(req *request, from byte, value string) {
+	if len(value) > r.maxBytes+64 {
+		req.oversized = true
+		return
+	}
+	for v := range strings.SplitSeq(value, ",") {
+		req.credentials = append(req.credentials, credential{from, strings.TrimSpace(v)})
 	}
 }
 
@@ -174,15 +164,6 @@ func lowerASCII(s string) string {
 		}
 	}
 	return s
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func sameCredentials(a, b []credential) bool {
