@@ -385,6 +385,8 @@ func TestCheck_TenantDenialsAreIndistinguishable(t *testing.T) {
 	} {
 		resp := check(t, e.s, req)
 		if first == nil {
+			// Identical to a tenant denial, not merely to each other.
+			assertDenied(t, resp, http.StatusForbidden, "")
 			first = resp
 			continue
 		}
