@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/tenantgate/tenantgate/internal/grpcopts"
 )
 
 // Run with:
@@ -64,14 +66,15 @@ func checkOnWire(ctx context.Context, conn *grpc.ClientConn, req *authv3.CheckRe
 	return nil
 }
 
-// serveLoopback serves srv on 127.0.0.1 and returns a client connected to it.
+// serveLoopback serves srv on 127.0.0.1, with the options the binary serves Envoy's calls with, and
+// returns a client connected to it.
 func serveLoopback(b *testing.B, srv authv3.AuthorizationServer) *grpc.ClientConn {
 	b.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(grpcopts.DataPlane()...)
 	authv3.RegisterAuthorizationServer(g, srv)
 	go func() { _ = g.Serve(lis) }()
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

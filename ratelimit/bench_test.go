@@ -21,13 +21,15 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tenantgate/tenantgate/internal/config"
+	"github.com/tenantgate/tenantgate/internal/grpcopts"
 	"github.com/tenantgate/tenantgate/internal/tenant"
 	"github.com/tenantgate/tenantgate/internal/testenv"
 )
 
-// The benchmarks serve ShouldRateLimit on loopback gRPC in this process and drive it from a child
-// process (this test binary, running TestBenchClientProcess) with 64 concurrent streams on one
-// connection, so that this process's CPU time is the service's alone. Run:
+// The benchmarks serve ShouldRateLimit on loopback gRPC in this process, with the binary's server
+// options (internal/grpcopts) for the no-op server and ours alike, and drive it from a child process
+// (this test binary, running TestBenchClientProcess) with 64 concurrent streams on one connection,
+// so that this process's CPU time is the service's alone. Run:
 //
 //	go test ./ratelimit -run '^$' -bench ShouldRateLimit -benchtime 20000x
 //
@@ -150,29 +152,46 @@ func BenchmarkShouldRateLimitOpenLoop(b *testing.B) {
 	}
 }
 
-// benchServe serves srv, has the child process make b.N calls, and reports the figures; it returns
-// the throughput. With rate > 0 the client offers rate calls a second (open loop) rather than
-// calling as fast as it can.
-func benchServe(b *testing.B, srv rlsv3.RateLimitServiceServer, tenantID string, descs int, baseline, rate float64) float64 {
+// benchTarget is a rate-limit service the client process drives: where it listens, and the CPU
+// time it has used so far.
+type benchTarget struct {
+	addr string
+	cpu  func() time.Duration
+}
+
+// serveInProcess serves srv on loopback gRPC in this process, with the options the binary serves
+// Envoy's calls with; the server's CPU time is this process's.
+func serveInProcess(b *testing.B, srv rlsv3.RateLimitServiceServer) benchTarget {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := grpc.NewServer()
+	s := grpc.NewServer(grpcopts.DataPlane()...)
 	rlsv3.RegisterRateLimitServiceServer(s, srv)
 	go func() { _ = s.Serve(lis) }()
-	defer s.Stop()
+	b.Cleanup(s.Stop)
+	return benchTarget{addr: lis.Addr().String(), cpu: processCPU}
+}
 
+// benchServe serves srv in this process and drives it: see drive.
+func benchServe(b *testing.B, srv rlsv3.RateLimitServiceServer, tenantID string, descs int, baseline, rate float64) float64 {
+	return drive(b, serveInProcess(b, srv), tenantID, descs, baseline, rate)
+}
+
+// drive has the child process make b.N calls to target, and reports the figures; it returns the
+// throughput. With rate > 0 the client offers rate calls a second (open loop) rather than calling
+// as fast as it can.
+func drive(b *testing.B, target benchTarget, tenantID string, descs int, baseline, rate float64) float64 {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchClientProcess$")
 	cmd.Env = append(os.Environ(),
-		"TG_RL_BENCH_ADDR="+lis.Addr().String(), "TG_RL_BENCH_N="+strconv.Itoa(b.N),
+		"TG_RL_BENCH_ADDR="+target.addr, "TG_RL_BENCH_N="+strconv.Itoa(b.N),
 		"TG_RL_BENCH_TENANT="+tenantID, "TG_RL_BENCH_DESCS="+strconv.Itoa(descs),
 		"TG_RL_BENCH_RATE="+strconv.FormatFloat(rate, 'f', 0, 64))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
 	}
-	cpu0 := processCPU()
+	cpu0 := target.cpu()
 	b.ResetTimer()
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -188,7 +207,7 @@ func benchServe(b *testing.B, srv rlsv3.RateLimitServiceServer, tenantID string,
 		b.Fatalf("client process: %v (result %v)", err, result)
 	}
 	b.StopTimer()
-	cpu := processCPU() - cpu0
+	cpu := target.cpu() - cpu0
 	elapsed, _ := strconv.ParseInt(result[0], 10, 64)
 	p99, _ := strconv.ParseInt(result[1], 10, 64)
 	p50, _ := strconv.ParseInt(result[3], 10, 64)

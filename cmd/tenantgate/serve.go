@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tenantgate/tenantgate/internal/config"
+	"github.com/tenantgate/tenantgate/internal/grpcopts"
 	"github.com/tenantgate/tenantgate/internal/registry"
 	"github.com/tenantgate/tenantgate/internal/snapshot"
 	"github.com/tenantgate/tenantgate/internal/telemetry"
@@ -181,7 +182,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	a.grpc = grpc.NewServer(append(grpcServerOptions(), grpc.ChainUnaryInterceptor(observe.Unary))...)
+	a.grpc = grpc.NewServer(append(grpcopts.DataPlane(), grpc.ChainUnaryInterceptor(observe.Unary))...)
 	a.health = health.NewServer()
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -202,12 +203,6 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		log.Info("component enabled", slog.String("component", c.name))
 	}
 	return a.run(ctx)
-}
-
-func grpcServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.MaxConcurrentStreams(10000),
-	}
 }
 
 // skipError is returned by a component's setup when the configuration leaves it nothing to run (the
