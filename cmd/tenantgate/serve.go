@@ -141,10 +141,16 @@ type app struct {
 // readyCheck is one condition behind /readyz and the overall gRPC health status (""). It also gates
 // the per-service gRPC health of the services it names ("*": every service), so a Redis outage that
 // the rate limiter rides out in its failure mode does not take ext_authz out of service with it.
+//
+// A degrading check (degraded != "") names a dependency the process serves on without: its failure
+// is shown on /readyz with what it means, but leaves the process ready. Otherwise a Redis or Postgres
+// outage would take every gateway pod out of its Service at once (a pod is ready only when all its
+// containers are), which is the outage the failure modes and the snapshot exist to ride out.
 type readyCheck struct {
 	name     string
 	check    func(ctx context.Context) error
 	services []string
+	degraded string
 }
 
 // gatesEveryService is the services value of a check without which no gRPC service can answer.
@@ -152,6 +158,11 @@ const gatesEveryService = "*"
 
 func (a *app) addReadyCheck(name string, check func(ctx context.Context) error, services ...string) {
 	a.ready = append(a.ready, readyCheck{name: name, check: check, services: services})
+}
+
+// addDegradingCheck adds a check whose failure leaves the process serving as degraded says.
+func (a *app) addDegradingCheck(name string, check func(ctx context.Context) error, degraded string) {
+	a.ready = append(a.ready, readyCheck{name: name, check: check, degraded: degraded})
 }
 
 // serve builds every enabled part and runs them until ctx ends, then drains within the shutdown timeout.
@@ -170,7 +181,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	a.registry = reg
 	a.tenants = snapshot.NewStore(reg, snapshot.WithLogger(log))
-	a.addReadyCheck("registry", reg.Ping)
+	a.addDegradingCheck("registry", reg.Ping, "tenants are served from the last snapshot; registry changes wait")
 	a.addReadyCheck("tenant snapshot", func(context.Context) error {
 		if !a.tenants.IsReady() {
 			return errors.New("not loaded yet")
@@ -320,7 +331,7 @@ func (a *app) watchHealth(ctx context.Context) error {
 	}
 	for {
 		failed := a.checkReady(ctx)
-		a.health.SetServingStatus("", servingStatus(len(failed) == 0))
+		a.health.SetServingStatus("", servingStatus(!a.unready(failed)))
 		for _, svc := range services {
 			a.health.SetServingStatus(svc, servingStatus(!a.gates(failed, svc)))
 		}
@@ -330,6 +341,16 @@ func (a *app) watchHealth(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// unready reports whether a failed check makes the process unready (one that only degrades does not).
+func (a *app) unready(failed map[string]error) bool {
+	for _, c := range a.ready {
+		if _, bad := failed[c.name]; bad && c.degraded == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // gates reports whether a failed check gates the gRPC service svc.
@@ -372,14 +393,18 @@ func (a *app) adminHandler() http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		failed := a.checkReady(r.Context())
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if len(failed) > 0 {
+		if a.unready(failed) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 		for _, c := range a.ready {
-			if err, bad := failed[c.name]; bad {
-				fmt.Fprintf(w, "%s: not ready: %v\n", c.name, err)
-			} else {
+			err, bad := failed[c.name]
+			switch {
+			case !bad:
 				fmt.Fprintf(w, "%s: ok\n", c.name)
+			case c.degraded != "":
+				fmt.Fprintf(w, "%s: down, serving degraded (%s): %v\n", c.name, c.degraded, err)
+			default:
+				fmt.Fprintf(w, "%s: not ready: %v\n", c.name, err)
 			}
 		}
 	})

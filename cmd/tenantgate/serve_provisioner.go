@@ -110,7 +110,7 @@ func setupProvisioner(ctx context.Context, a *app) error {
 	}
 	a.http.Handle("/v1/", h)
 	a.runners = append(a.runners, tokens.Run, p.Run)
-	a.addReadyCheck("provisioner database", p.Ping)
+	a.addDegradingCheck("provisioner database", p.Ping, "the provisioner API answers 503 and sagas wait")
 	log.Info("provisioner ready", slog.String("http", a.cfg.Listen.HTTP), slog.Bool("kubernetes", deps.Kube != nil),
 		slog.String("dns", pc.DNS.Provider), slog.Bool("email", deps.Mailer != nil))
 	return nil

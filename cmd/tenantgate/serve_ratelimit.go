@@ -69,7 +69,7 @@ func setupRateLimit(_ context.Context, a *app) error {
 	a.tenants.Subscribe(lim.TenantsChanged)
 	a.runners = append(a.runners, lim.Run)
 	if a.cfg.RedisURL != "" {
-		a.addReadyCheck("ratelimit redis", lim.Ping)
+		a.addDegradingCheck("ratelimit redis", lim.Ping, "each plan's failure mode decides")
 	}
 	return nil
 }

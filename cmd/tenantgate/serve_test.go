@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -91,35 +93,137 @@ func TestWatchHealth_ChecksGateOnlyTheirServices(t *testing.T) {
 	svc := func(name string) *grpc.ServiceDesc {
 		return &grpc.ServiceDesc{ServiceName: name, HandlerType: (*any)(nil)}
 	}
-	a := &app{grpc: grpc.NewServer(), health: health.NewServer()}
-	healthpb.RegisterHealthServer(a.grpc, a.health)
-	a.grpc.RegisterService(svc("test.Authz"), struct{}{})
-	a.grpc.RegisterService(svc("test.RateLimit"), struct{}{})
 	down := errors.New("down")
-	a.addReadyCheck("redis", func(context.Context) error { return down }, "test.RateLimit")
-	a.addReadyCheck("registry", func(context.Context) error { return nil }, gatesEveryService)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = a.watchHealth(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-
-	want := map[string]healthpb.HealthCheckResponse_ServingStatus{
-		"":               healthpb.HealthCheckResponse_NOT_SERVING,
-		"test.Authz":     healthpb.HealthCheckResponse_SERVING,
-		"test.RateLimit": healthpb.HealthCheckResponse_NOT_SERVING,
+	up := func(context.Context) error { return nil }
+	failing := func(context.Context) error { return down }
+	tests := []struct {
+		name  string
+		setup func(a *app)
+		want  map[string]healthpb.HealthCheckResponse_ServingStatus
+	}{
+		{
+			name: "a failed check gates the process and only the service it names",
+			setup: func(a *app) {
+				a.addReadyCheck("keys", failing, "test.Authz")
+				a.addReadyCheck("snapshot", up, gatesEveryService)
+			},
+			want: map[string]healthpb.HealthCheckResponse_ServingStatus{
+				"":               healthpb.HealthCheckResponse_NOT_SERVING,
+				"test.Authz":     healthpb.HealthCheckResponse_NOT_SERVING,
+				"test.RateLimit": healthpb.HealthCheckResponse_SERVING,
+			},
+		},
+		{
+			name: "a failed check gating every service",
+			setup: func(a *app) {
+				a.addReadyCheck("snapshot", failing, gatesEveryService)
+			},
+			want: map[string]healthpb.HealthCheckResponse_ServingStatus{
+				"":               healthpb.HealthCheckResponse_NOT_SERVING,
+				"test.Authz":     healthpb.HealthCheckResponse_NOT_SERVING,
+				"test.RateLimit": healthpb.HealthCheckResponse_NOT_SERVING,
+			},
+		},
+		{
+			// Redis down: the rate limiter answers in each plan's failure mode, so nothing stops serving.
+			name: "a failed degrading check gates nothing",
+			setup: func(a *app) {
+				a.addDegradingCheck("ratelimit redis", failing, "each plan's failure mode decides")
+				a.addReadyCheck("snapshot", up, gatesEveryService)
+			},
+			want: map[string]healthpb.HealthCheckResponse_ServingStatus{
+				"":               healthpb.HealthCheckResponse_SERVING,
+				"test.Authz":     healthpb.HealthCheckResponse_SERVING,
+				"test.RateLimit": healthpb.HealthCheckResponse_SERVING,
+			},
+		},
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for name, st := range want {
-		for {
-			resp, err := a.health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: name})
-			if err == nil && resp.GetStatus() == st {
-				break
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &app{grpc: grpc.NewServer(), health: health.NewServer()}
+			healthpb.RegisterHealthServer(a.grpc, a.health)
+			a.grpc.RegisterService(svc("test.Authz"), struct{}{})
+			a.grpc.RegisterService(svc("test.RateLimit"), struct{}{})
+			tc.setup(a)
+
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { _ = a.watchHealth(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+
+			// The statuses start unset (NOT_FOUND) and are all set by the first round of checks.
+			deadline := time.Now().Add(5 * time.Second)
+			for name, st := range tc.want {
+				for {
+					resp, err := a.health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: name})
+					if err == nil && resp.GetStatus() == st {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("health of %q = %v (%v), want %v", name, resp.GetStatus(), err, st)
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("health of %q = %v (%v), want %v", name, resp.GetStatus(), err, st)
+		})
+	}
+}
+
+func TestReadyz_NamesEveryCheckAndFailsOnlyOnGatingOnes(t *testing.T) {
+	down := errors.New("connection refused")
+	up := func(context.Context) error { return nil }
+	failing := func(context.Context) error { return down }
+	tests := []struct {
+		name     string
+		setup    func(a *app)
+		wantCode int
+		wantBody string
+	}{
+		{
+			name: "all up",
+			setup: func(a *app) {
+				a.addReadyCheck("tenant snapshot", up, gatesEveryService)
+				a.addDegradingCheck("ratelimit redis", up, "each plan's failure mode decides")
+			},
+			wantCode: http.StatusOK,
+			wantBody: "tenant snapshot: ok\nratelimit redis: ok\n",
+		},
+		{
+			name: "redis down: still ready, and says so",
+			setup: func(a *app) {
+				a.addReadyCheck("tenant snapshot", up, gatesEveryService)
+				a.addDegradingCheck("ratelimit redis", failing, "each plan's failure mode decides")
+			},
+			wantCode: http.StatusOK,
+			wantBody: "tenant snapshot: ok\nratelimit redis: down, serving degraded (each plan's failure mode decides): connection refused\n",
+		},
+		{
+			name: "snapshot not loaded: not ready",
+			setup: func(a *app) {
+				a.addReadyCheck("tenant snapshot", failing, gatesEveryService)
+				a.addDegradingCheck("ratelimit redis", failing, "each plan's failure mode decides")
+			},
+			wantCode: http.StatusServiceUnavailable,
+			wantBody: "tenant snapshot: not ready: connection refused\nratelimit redis: down, serving degraded (each plan's failure mode decides): connection refused\n",
+		},
+		{
+			name: "a check gating one service makes the process unready",
+			setup: func(a *app) {
+				a.addReadyCheck("authz keys", failing, "test.Authz")
+			},
+			wantCode: http.StatusServiceUnavailable,
+			wantBody: "authz keys: not ready: connection refused\n",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &app{}
+			tc.setup(a)
+			rec := httptest.NewRecorder()
+			a.adminHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+			if rec.Code != tc.wantCode || rec.Body.String() != tc.wantBody {
+				t.Errorf("/readyz = %d %q, want %d %q", rec.Code, rec.Body.String(), tc.wantCode, tc.wantBody)
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -421,6 +422,9 @@ func (s *suite) outages(t *testing.T) {
 	if code := deniedStatus(check(t, sc, host(free.Slug), bearer(s.c.issuer.tenantToken(t, free.ID)), nil)); code != 0 {
 		t.Errorf("Check without Redis: denied %d", code)
 	}
+	// The sidecar stays ready (a gateway pod leaving its Service would be a full outage) and says
+	// what it runs without.
+	expectReadyDegraded(t, sc, "ratelimit redis: down")
 
 	// Redis back: counting resumes where it left off (the starter window is still full).
 	s.c.redis.restart()
@@ -460,6 +464,7 @@ func (s *suite) outages(t *testing.T) {
 		if deniedStatus(resp) == 0 {
 			t.Errorf("sidecar %d: the free tenant's token passed on the starter tenant's host during the outage", i+1)
 		}
+		expectReadyDegraded(t, side, "registry: down")
 	}
 
 	// Postgres gone for the control plane too: xDS keeps serving the last config (the late tenant's
@@ -503,5 +508,19 @@ func (s *suite) outages(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// expectReadyDegraded checks that n's /readyz answers 200 and has a line starting with line.
+func expectReadyDegraded(t *testing.T, n *node, line string) {
+	t.Helper()
+	resp, err := http.Get("http://" + n.admin + "/readyz")
+	if err != nil {
+		t.Fatalf("/readyz: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains("\n"+string(body), "\n"+line) {
+		t.Errorf("/readyz during the outage = %d\n%s\nwant 200 and a line %q", resp.StatusCode, body, line)
 	}
 }
