@@ -56,22 +56,41 @@ func BenchmarkShouldRateLimitReference(b *testing.B) {
 	// One process for all the runs of both descriptor counts (each runs with b.N=1 before each of
 	// its -count runs, and a start costs seconds), stopped before ours runs so that it idles on none
 	// of our CPUs meanwhile.
+	// Latency at an offered load, not at saturation (see BenchmarkShouldRateLimitOpenLoop): a
+	// quarter of the one-descriptor no-op capacity, for all three.
+	rate := baseline[1] / 4
+	b.Run("noop/descriptors=1/open-loop-25%", func(b *testing.B) {
+		benchServe(b, noopServer{}, underID, 1, baseline[1], rate)
+	})
 	b.Run("reference", func(b *testing.B) {
 		ref := startReference(b, bin)
+		target := func(b *testing.B) benchTarget {
+			return benchTarget{addr: ref.addr, cpu: func() time.Duration { return ref.cpu(b) }}
+		}
 		for _, descs := range []int{1, 2} {
 			b.Run(fmt.Sprintf("descriptors=%d", descs), func(b *testing.B) {
-				target := benchTarget{addr: ref.addr, cpu: func() time.Duration { return ref.cpu(b) }}
-				drive(b, target, ref.tenantID, descs, baseline[descs], 0)
+				drive(b, target(b), ref.tenantID, descs, baseline[descs], 0)
 			})
 		}
+		b.Run("descriptors=1/open-loop-25%", func(b *testing.B) {
+			drive(b, target(b), ref.tenantID, 1, baseline[1], rate)
+		})
 	})
+	ours := func(b *testing.B) *Limiter {
+		return newTestLimiter(b, openBenchRedisStore(b), func(c *Config) { c.Plans, c.Tenants, c.Timeout = benchPlans(), tenants, time.Second })
+	}
 	for _, descs := range []int{1, 2} {
 		b.Run(fmt.Sprintf("redis/descriptors=%d", descs), func(b *testing.B) {
-			l := newTestLimiter(b, openBenchRedisStore(b), func(c *Config) { c.Plans, c.Tenants, c.Timeout = benchPlans(), tenants, time.Second })
+			l := ours(b)
 			benchServe(b, l, underID, descs, baseline[descs], 0)
 			b.ReportMetric(testutil.ToFloat64(l.metrics.okFailOpen), "failed-open")
 		})
 	}
+	b.Run("redis/descriptors=1/open-loop-25%", func(b *testing.B) {
+		l := ours(b)
+		benchServe(b, l, underID, 1, baseline[1], rate)
+		b.ReportMetric(testutil.ToFloat64(l.metrics.okFailOpen), "failed-open")
+	})
 }
 
 // referenceConfig is the reference's rate-limit config: the "under" plan's limit for a tenant, and
