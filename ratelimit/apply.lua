@@ -12,15 +12,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = #KEYS - 1
 local index = KEYS[#KEYS]
 local reply = {now, 1}
-local cur = {}
--- fresh[i]: counter i holds no counted sub-window, so it does not exist once its stale ones are
--- dropped; an increment creates it, and must name it in the index.
-local fresh = {}
 for i = 1, n do
   local a = (i - 1) * 5
   local g = tonumber(ARGV[a + 1])
   local first = math.floor((now - tonumber(ARGV[a + 2])) / g)
-  cur[i] = math.floor(now / g)
   local fields = redis.call('HGETALL', KEYS[i])
   local used, oldest, stale = 0, -1, nil
   for j = 1, #fields, 2 do
@@ -33,10 +28,9 @@ for i = 1, n do
     end
   end
   if stale then redis.call('HDEL', KEYS[i], unpack(stale)) end
-  fresh[i] = oldest < 0
   if used + tonumber(ARGV[a + 4]) > tonumber(ARGV[a + 3]) then reply[2] = 0 end
-  reply[#reply + 1] = used
-  reply[#reply + 1] = oldest
+  reply[2 * i + 1] = used
+  reply[2 * i + 2] = oldest
 end
 if reply[2] == 1 then
   local indexTTL = 0
@@ -46,12 +40,13 @@ if reply[2] == 1 then
     -- The TTL (W+g) is set only by the first admission into the current sub-window: that keeps
     -- the key until the sub-window leaves the window (window.go), and later admissions into it
     -- save two calls (this PEXPIRE and the index's PTTL below).
-    if hits > 0 and redis.call('HINCRBY', KEYS[i], cur[i], hits) == hits then
+    if hits > 0 and redis.call('HINCRBY', KEYS[i], math.floor(now / tonumber(ARGV[a + 1])), hits) == hits then
       redis.call('PEXPIRE', KEYS[i], ARGV[a + 5])
       -- A counter that already existed is in the index: it was added when created (here, in the
       -- same atomic step), the index outlives it (below), and only a purge removes the index, in
-      -- the same DEL as the counters it names. So only a new counter is added (one call less).
-      if fresh[i] then redis.call('SADD', index, KEYS[i]) end
+      -- the same DEL as the counters it names. So only a counter that held no counted sub-window
+      -- (oldest -1: it does not exist once its stale ones are dropped) is added (one call less).
+      if reply[2 * i + 2] < 0 then redis.call('SADD', index, KEYS[i]) end
       indexTTL = math.max(indexTTL, tonumber(ARGV[a + 5]))
     end
   end
@@ -60,5 +55,6 @@ if reply[2] == 1 then
     redis.call('PEXPIRE', index, indexTTL)
   end
 end
-for i = 1, #reply do reply[i] = string.format('%d', reply[i]) end
-return table.concat(reply, ' ')
+-- One format call for the whole reply: converting numbers one by one costs Redis more than the
+-- rest of the script's arithmetic.
+return string.format(string.rep('%d ', #reply - 1) .. '%d', unpack(reply))
