@@ -423,29 +423,161 @@ func TestADS_DeltaReconnectWithVersionsGetsOnlyWhatChanged(t *testing.T) {
 	}
 }
 
-func TestADS_SotwScopeNACKKeepsTheLastAcceptedScopesWithoutAStorm(t *testing.T) {
-	reg := registry.NewMemory()
-	create(t, reg, newTenant("good", tenant.Active))
-	h := startControlPlane(t, reg, testConfig())
-	picky := dialADS(t, h.addr, "picky", false, rejecting(func(typ string, res map[string]proto.Message) error {
-		if _, ok := res[scopeOf("bad")]; ok && typ == resource.ScopedRouteType {
-			return errors.New("scope tenant-bad: invalid (test)")
+// An Envoy that rejects a config is pushed that type again only as often as the NACK backoff allows,
+// however fast the registry changes: the caches push every change at once, so without the backoff
+// every change would carry the rejected resource to it again and be rejected again (a resend storm).
+// Over state-of-the-world each scopes response is the complete set, so any other tenant's change
+// re-sends a rejected scope; over delta a response holds only what changed, so the storm needs the
+// rejected resource itself to keep changing. Through the storm the Envoy keeps its last accepted
+// config; once the bad tenant is gone it converges and ACKs, which ends the backoff.
+func TestADS_NACKKeepsTheLastAcceptedConfigWithoutAResendStorm(t *testing.T) {
+	cases := []struct {
+		name  string
+		delta bool
+		// rejected is the type the client refuses whenever a response of it holds the bad tenant's resource.
+		rejected string
+		// churn makes the i-th registry change during the watch window.
+		churn func(t *testing.T, reg registry.Registry, bad tenant.Tenant, i int)
+		// kept is the last accepted config, which the client must still hold after the window.
+		kept func(c *adsClient) bool
+	}{
+		{
+			name: "sotw scopes, other tenants created", rejected: resource.ScopedRouteType,
+			churn: func(t *testing.T, reg registry.Registry, _ tenant.Tenant, i int) {
+				create(t, reg, newTenant(fmt.Sprintf("churn-%04d", i), tenant.Active))
+			},
+			kept: func(c *adsClient) bool { return servable("good")(c) && len(c.res[resource.ScopedRouteType]) == 1 },
+		},
+		{
+			name: "delta routes, the rejected tenant's plan changed", delta: true, rejected: resource.RouteType,
+			churn: func(t *testing.T, reg registry.Registry, bad tenant.Tenant, i int) {
+				// A new plan name every time: changes coalesced into one publish never add up to
+				// the route already sent.
+				setPlan(t, reg, bad, fmt.Sprintf("plan-%04d", i))
+			},
+			kept: func(c *adsClient) bool { return servable("good")(c) && !c.has(resource.RouteType, scopeOf("bad")) },
+		},
+	}
+	const (
+		window     = 3 * time.Second
+		churnEvery = 5 * time.Millisecond
+	)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := registry.NewMemory()
+			create(t, reg, newTenant("good", tenant.Active))
+			cfg := testConfig()
+			h := startControlPlane(t, reg, cfg)
+			picky := dialADS(t, h.addr, "picky", tc.delta, rejecting(func(typ string, res map[string]proto.Message) error {
+				if _, ok := res[scopeOf("bad")]; ok && typ == tc.rejected {
+					return fmt.Errorf("%s tenant-bad: invalid (test)", shortType(typ))
+				}
+				return nil
+			}))
+			picky.waitFor(t, waitLong, "good", servable("good"))
+			bad := create(t, reg, newTenant("bad", tenant.Active))
+			picky.waitFor(t, waitLong, "the first NACK", func(c *adsClient) bool { return c.nacks > 0 })
+
+			before, nacksBefore := picky.counts()
+			publishedBefore := h.publishs.Load()
+			start := time.Now()
+			changes := 0
+			for time.Since(start) < window {
+				tc.churn(t, reg, bad, changes)
+				changes++
+				time.Sleep(churnEvery)
+			}
+			after, nacksAfter := picky.counts()
+			elapsed := time.Since(start)
+			published := int(h.publishs.Load() - publishedBefore)
+
+			// Each push after a NACK waits at least the initial backoff (which only grows until an
+			// ACK), so pushes of the type are at least that far apart: the window holds at most
+			// elapsed/backoff of them, plus one for delivery jitter.
+			backoff := cfg.XDS.NACKBackoff.D()
+			bound := int(elapsed/backoff) + 1
+			if published <= 3*bound {
+				t.Fatalf("only %d publishes (%d registry changes) in %s: too few to tell a backoff of %s from none",
+					published, changes, elapsed, backoff)
+			}
+			resent := after[tc.rejected] - before[tc.rejected]
+			t.Logf("%s: %d registry changes, %d publishes, %d pushes and %d NACKs in %s (bound %d)",
+				shortType(tc.rejected), changes, published, resent, nacksAfter-nacksBefore, elapsed, bound)
+			if resent > bound {
+				t.Errorf("the rejected %s was re-sent %d times in %s while the registry changed %d times (%d publishes): a resend storm; a %s backoff allows at most %d",
+					shortType(tc.rejected), resent, elapsed, changes, published, backoff, bound)
+			}
+			if resent < 1 {
+				t.Errorf("no %s pushed in %s of changes after a NACK: the backoff held the type forever instead of %s", shortType(tc.rejected), elapsed, backoff)
+			}
+			if n := nacksAfter - nacksBefore; n > bound {
+				t.Errorf("%d NACKs in %s: a resend storm; a %s backoff allows at most %d", n, elapsed, backoff, bound)
+			}
+			picky.waitFor(t, time.Second, "the last accepted config kept", tc.kept)
+
+			setStatus(t, reg, bad, tenant.Suspended)
+			create(t, reg, newTenant("after", tenant.Active))
+			slugs := activeSlugs(t, reg)
+			picky.waitFor(t, waitLong, "convergence once the bad tenant is gone", func(c *adsClient) bool {
+				return servable(slugs...)(c) && gone("bad")(c)
+			})
+			waitUntil(t, waitLong, "the server to see the ACK that ends the backoff", func() bool {
+				return !inBackoff(h.srv.nacks, "picky", tc.rejected)
+			})
+			// The ACK followed every NACK on the stream, so the server has counted them all.
+			_, nacks := picky.counts()
+			if got := testutil.ToFloat64(h.srv.metrics.nacks.WithLabelValues(shortType(tc.rejected))); got != float64(nacks) {
+				t.Errorf("nack metric = %v, want %d (every NACK the client sent)", got, nacks)
+			}
+		})
+	}
+}
+
+// setPlan moves the tenant to the plan, which changes its route configuration only.
+func setPlan(t testing.TB, reg registry.Registry, tn tenant.Tenant, plan string) {
+	t.Helper()
+	cur, err := reg.Get(context.Background(), tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Plan = plan
+	if _, err := reg.Update(context.Background(), cur); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// activeSlugs are the slugs of every tenant the control plane serves.
+func activeSlugs(t testing.TB, reg registry.Registry) []string {
+	t.Helper()
+	all, _, err := reg.All(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var slugs []string
+	for _, tn := range all {
+		if tn.Status == tenant.Active {
+			slugs = append(slugs, tn.Slug)
 		}
-		return nil
-	}))
-	picky.waitFor(t, waitLong, "good", servable("good"))
-	create(t, reg, newTenant("bad", tenant.Active))
-	picky.waitFor(t, waitLong, "a NACK", func(c *adsClient) bool { return c.nacks > 0 })
-	before, _ := picky.counts()
-	time.Sleep(1500 * time.Millisecond)
-	after, nacks := picky.counts()
-	if extra := after[resource.ScopedRouteType] - before[resource.ScopedRouteType]; extra > 3 {
-		t.Errorf("the rejected scopes were re-sent %d times in 1.5s", extra)
 	}
-	if nacks > 4 {
-		t.Errorf("%d NACKs: a resend storm", nacks)
+	return slugs
+}
+
+// inBackoff reports whether the server holds pushes of the type to the node until it accepts one.
+func inBackoff(n *nacks, node, typeURL string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, ok := n.entries[nackKey{node: node, typeURL: typeURL}]
+	return ok
+}
+
+// waitUntil polls cond, for state the server changes without telling a client.
+func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	picky.waitFor(t, time.Second, "last accepted scopes kept", func(c *adsClient) bool {
-		return servable("good")(c) && !c.has(resource.ScopedRouteType, scopeOf("bad"))
-	})
 }
