@@ -18,6 +18,13 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
 
+# The rate limiter side by side with the reference service (envoyproxy/ratelimit, built at a pinned
+# version by scripts/reference-ratelimit.sh) and a no-op server, in one run.
+.PHONY: bench-reference
+bench-reference:
+	ref="$$(bash scripts/reference-ratelimit.sh)" && TG_REFERENCE_RATELIMIT="$$ref" \
+	  $(GO) test ./ratelimit -run '^$$' -bench ShouldRateLimitReference -benchtime 20000x -count 3
+
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
