@@ -130,6 +130,10 @@ type provOpts struct {
 	lease       time.Duration
 	maxAttempts int
 	workers     int
+	// registry is the one the provisioner's API uses, when not the env's (the steps keep the env's).
+	registry registry.Registry
+	// idle: the provisioner runs no saga workers, as an API-only process would.
+	idle bool
 }
 
 // start runs a new provisioner over the env, as a new process would.
@@ -150,8 +154,11 @@ func (e *env) startWith(t testing.TB, o provOpts, tweak ...func(*steps.Deps)) *r
 	if o.workers == 0 {
 		o.workers = 4
 	}
+	if o.registry == nil {
+		o.registry = e.reg
+	}
 	p, err := provisioner.New(provisioner.Options{
-		Registry: e.reg, State: e.db, Catalog: e.catalog(t, tweak...),
+		Registry: o.registry, State: e.db, Catalog: e.catalog(t, tweak...),
 		KnownPlan: func(p string) bool { _, ok := config.DefaultPlans()[p]; return ok },
 		Saga: saga.Options{Workers: o.workers, PollInterval: 20 * time.Millisecond, Lease: o.lease,
 			MaxAttempts: o.maxAttempts, Backoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Hook: o.hook},
@@ -159,6 +166,9 @@ func (e *env) startWith(t testing.TB, o provOpts, tweak ...func(*steps.Deps)) *r
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.idle {
+		return &running{Provisioner: p, stop: func() {}}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

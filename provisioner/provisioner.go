@@ -363,7 +363,22 @@ func (p *Provisioner) transition(ctx context.Context, id string, from, to tenant
 }
 
 // ChangePlan moves a tenant to another plan; with Kubernetes on, an update saga applies the plan's
-// compute budget.
+// compute budget. A change refused with a conflict has changed nothing.
+//
+// The registry's plan (which the rate limiter and authorization read) and the budget must end the
+// same, whatever runs at once and wherever a process dies. The registry and the saga tables share no
+// transaction (the registry is an interface over its own store), so the order of the writes does it:
+//
+//  1. The update saga starts first, carrying the plan. A tenant has one saga in flight at most: of
+//     concurrent changes one starts, and the others are refused before they write anything.
+//  2. The saga's first step stores its plan in the registry, and its kubernetes step then applies
+//     the plan the registry holds. So the saga alone completes the change if this process dies
+//     now, and no other change comes between its two steps.
+//  3. This call stores the plan too, so that its answer shows it, but only if the tenant is still at
+//     the revision read before step 1 (storePlan), never retrying: a store that lands found no write
+//     since that read, so the saga's first step has not stored yet and its kubernetes step, and any
+//     later saga, come after it. Storing on a newer revision could overwrite a later change after
+//     its budget was applied.
 func (p *Provisioner) ChangePlan(ctx context.Context, id, plan string) (View, error) {
 	if plan == "" {
 		return View{}, fieldErr("plan", "is required")
@@ -374,7 +389,7 @@ func (p *Provisioner) ChangePlan(ctx context.Context, id, plan string) (View, er
 	if err := p.noSagaInFlight(ctx, id); err != nil {
 		return View{}, err
 	}
-	t, err := p.update(ctx, id, func(t *tenant.Tenant) (bool, error) {
+	setPlan := func(t *tenant.Tenant) (bool, error) {
 		switch t.Status {
 		case tenant.Active, tenant.Suspended, tenant.Failed:
 		default:
@@ -385,16 +400,59 @@ func (p *Provisioner) ChangePlan(ctx context.Context, id, plan string) (View, er
 		}
 		t.Plan = plan
 		return true, nil
-	})
+	}
+	t, err := p.tenant(ctx, id)
 	if err != nil {
 		return View{}, err
 	}
-	if p.cat.HasUpdateSteps() && (t.Status == tenant.Active || t.Status == tenant.Suspended) {
-		if err := p.start(ctx, saga.Update, specOf(t, "")); err != nil {
+	read := t
+	changed, err := setPlan(&t)
+	if err != nil {
+		return View{}, err
+	}
+	if !changed {
+		return p.Get(ctx, id)
+	}
+	// Without Kubernetes there is no budget to apply. A failed tenant's budget is not resized: a
+	// retried creation's kubernetes step applies the plan the registry holds then, and a retried
+	// deletion removes the budget.
+	if !p.cat.HasUpdateSteps() || t.Status == tenant.Failed {
+		if _, err := p.update(ctx, id, setPlan); err != nil {
 			return View{}, err
 		}
+		return p.Get(ctx, id)
 	}
-	return p.Get(ctx, t.ID)
+	if err := p.start(ctx, saga.Update, specOf(t, "")); err != nil {
+		return View{}, err
+	}
+	if err := p.storePlan(ctx, read, plan); err != nil {
+		return View{}, err
+	}
+	return p.Get(ctx, id)
+}
+
+// storePlan stores plan for a tenant whose update saga has started, if the tenant is still at the
+// revision of read (see ChangePlan). Otherwise the saga's first step stores it, unless a deletion
+// cancelled the saga before it ran: then the change is refused, the registry never holding its plan.
+// Any other error leaves the change to the saga.
+func (p *Provisioner) storePlan(ctx context.Context, read tenant.Tenant, plan string) error {
+	t := read
+	t.Plan = plan
+	_, err := p.reg.Update(ctx, t)
+	if !errors.Is(err, registry.ErrConflict) {
+		if err != nil {
+			return fmt.Errorf("registry (the update saga stores the plan): %w", err)
+		}
+		return nil
+	}
+	now, err := p.tenant(ctx, read.ID)
+	if err != nil {
+		return err
+	}
+	if now.Plan != plan && (now.Status == tenant.Deleting || now.Status == tenant.Deleted) {
+		return conflict("status", "the tenant is %s: the plan change gave way to the deletion", now.Status)
+	}
+	return nil
 }
 
 // Retry starts a failed tenant's saga again: a failed creation from the beginning (its compensation
@@ -490,18 +548,27 @@ func (p *Provisioner) noSagaInFlight(ctx context.Context, id string) error {
 	return nil
 }
 
-// update applies fn to the stored tenant and writes it, re-reading on a concurrent change.
-func (p *Provisioner) update(ctx context.Context, id string, fn func(t *tenant.Tenant) (bool, error)) (tenant.Tenant, error) {
+// tenant reads a tenant from the registry.
+func (p *Provisioner) tenant(ctx context.Context, id string) (tenant.Tenant, error) {
 	if tenant.CheckID(id) != nil {
 		return tenant.Tenant{}, ErrNotFound
 	}
+	t, err := p.reg.Get(ctx, id)
+	if errors.Is(err, registry.ErrNotFound) {
+		return tenant.Tenant{}, ErrNotFound
+	}
+	if err != nil {
+		return tenant.Tenant{}, fmt.Errorf("registry: %w", err)
+	}
+	return t, nil
+}
+
+// update applies fn to the stored tenant and writes it, re-reading on a concurrent change.
+func (p *Provisioner) update(ctx context.Context, id string, fn func(t *tenant.Tenant) (bool, error)) (tenant.Tenant, error) {
 	for range 20 {
-		t, err := p.reg.Get(ctx, id)
-		if errors.Is(err, registry.ErrNotFound) {
-			return tenant.Tenant{}, ErrNotFound
-		}
+		t, err := p.tenant(ctx, id)
 		if err != nil {
-			return tenant.Tenant{}, fmt.Errorf("registry: %w", err)
+			return tenant.Tenant{}, err
 		}
 		changed, err := fn(&t)
 		if err != nil || !changed {

@@ -34,6 +34,8 @@ const (
 	RemoveKubernetes = "remove-kubernetes"
 	RemoveDatabase   = "remove-database"
 	RegistryDeleted  = "registry-deleted"
+
+	RegistryPlan = "registry-plan"
 )
 
 // CounterPurger removes a tenant's rate-limit counters (ratelimit.Limiter is one).
@@ -90,6 +92,7 @@ func NewCatalog(d Deps) (*Catalog, error) {
 	add(&registryActiveStep{d: &c.d})
 	add(&registryDeletingStep{d: &c.d})
 	add(&registryDeletedStep{d: &c.d})
+	add(&registryPlanStep{d: &c.d})
 	add(reverse(RemoveAdminUser, admin))
 	add(reverse(RemoveDatabase, db))
 	if d.Kube != nil {
@@ -142,7 +145,12 @@ func (c *Catalog) Plan(k saga.Kind, spec saga.Spec) (saga.Plan, error) {
 		pick(RegistryDeleting, PurgeCounters, RemoveAdminUser, RemoveDNS, RemoveKubernetes, RemoveDatabase, RegistryDeleted)
 		return saga.Plan{Steps: names}, nil
 	case saga.Update:
-		pick(Kubernetes)
+		// The saga stores its plan before it applies the budget, so that it finishes a change its
+		// API request did not (see Provisioner.ChangePlan). Without Kubernetes a plan change is a
+		// registry write only, with no saga.
+		if c.has(Kubernetes) {
+			pick(RegistryPlan, Kubernetes)
+		}
 		return saga.Plan{Steps: names}, nil
 	}
 	return saga.Plan{}, fmt.Errorf("steps: unknown saga kind %q", k)

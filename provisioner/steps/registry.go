@@ -201,6 +201,36 @@ func (s *registryDeletedStep) Undo(context.Context, *saga.Run) error {
 	return errors.New("a deletion cannot be undone")
 }
 
+// registryPlanStep opens a plan change: the registry holds the saga's plan. The API stores it too,
+// but only when nothing wrote the tenant since it started the saga; this step stores it when the API
+// did not (it died, or a concurrent write won), and the kubernetes step after it applies the plan the
+// registry holds. A tenant's saga runs alone, so no other change of plan comes in between.
+type registryPlanStep struct{ d *Deps }
+
+func (s *registryPlanStep) Name() string { return RegistryPlan }
+
+func (s *registryPlanStep) Do(ctx context.Context, r *saga.Run) error {
+	t, err := updateTenant(ctx, s.d.Registry, r.Spec.TenantID, func(t *tenant.Tenant) bool {
+		if t.Plan == r.Spec.Plan || (t.Status != tenant.Active && t.Status != tenant.Suspended) {
+			return false
+		}
+		t.Plan = r.Spec.Plan
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if t.Plan != r.Spec.Plan {
+		return fmt.Errorf("tenant is %s; its plan cannot change", t.Status)
+	}
+	return nil
+}
+
+// Undo is never called: a plan change has nothing before its pivot (a later change replaces it).
+func (s *registryPlanStep) Undo(context.Context, *saga.Run) error {
+	return errors.New("a plan change cannot be undone")
+}
+
 // purgeStep removes the tenant's rate-limit counters.
 type purgeStep struct{ d *Deps }
 
