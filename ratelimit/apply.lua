@@ -1,60 +1,73 @@
--- Decide one request for a sliding-window rate limiter (see window.go for the algorithm and proof).
--- KEYS[i], i < #KEYS: counter i (a hash: sub-window index -> hits).
--- KEYS[#KEYS]: the tenant's index (a set of its counter keys), so that a purge needs no key scan.
--- ARGV, five per counter: sub-window ms (g), window ms (W), limit, hits, TTL ms (W+g).
--- Reply: "now_ms admitted(1|0) used_1 oldest_1 used_2 oldest_2 ...", one string of decimal integers
--- (cheaper for the client to read than an array); used is before this request's hits, oldest is the
--- oldest counted non-empty sub-window or -1.
+-- Decide a batch of requests for a sliding-window rate limiter (see window.go for the algorithm and
+-- proof). Each request is decided as if alone: check all of its counters, then increment all or
+-- none. The batch is one script call so that Redis pays its per-command and per-script costs (the
+-- call, the TIME below, the reply) once per batch rather than once per request; every request of it
+-- is decided at the same time, in order.
+-- ARGV[1]: the number of requests. Then per request, in order: its number of counters n, and five
+-- values per counter: sub-window ms (g), window ms (W), limit, hits, TTL ms (W+g).
+-- KEYS, per request in the same order: its n counters (hashes: sub-window index -> hits), then the
+-- tenant's index (a set of its counter keys, so that a purge needs no key scan).
+-- Reply: one string, the requests' answers separated by ',', each "now_ms admitted(1|0) used_1
+-- oldest_1 used_2 oldest_2 ..." in decimal integers (cheaper for the client to read than nested
+-- arrays); used is before the request's hits, oldest the oldest counted non-empty sub-window or -1.
 -- Redis 3.2-4 replicate a script that reads TIME by its effects only when asked; later versions always do.
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = #KEYS - 1
-local index = KEYS[#KEYS]
-local reply = {now, 1}
-for i = 1, n do
-  local a = (i - 1) * 5
-  local g = tonumber(ARGV[a + 1])
-  local first = math.floor((now - tonumber(ARGV[a + 2])) / g)
-  local fields = redis.call('HGETALL', KEYS[i])
-  local used, oldest, stale = 0, -1, nil
-  for j = 1, #fields, 2 do
-    local b = tonumber(fields[j])
-    if b < first then
-      if stale then stale[#stale + 1] = fields[j] else stale = {fields[j]} end
-    else
-      used = used + tonumber(fields[j + 1])
-      if oldest < 0 or b < oldest then oldest = b end
-    end
-  end
-  if stale then redis.call('HDEL', KEYS[i], unpack(stale)) end
-  if used + tonumber(ARGV[a + 4]) > tonumber(ARGV[a + 3]) then reply[2] = 0 end
-  reply[2 * i + 1] = used
-  reply[2 * i + 2] = oldest
-end
-if reply[2] == 1 then
-  local indexTTL = 0
+local out = {}
+-- k: the KEYS before this request's; a: the ARGV index of its counter count.
+local k, a = 0, 2
+for r = 1, tonumber(ARGV[1]) do
+  local n = tonumber(ARGV[a])
+  local index = KEYS[k + n + 1]
+  local reply = {now, 1}
   for i = 1, n do
-    local a = (i - 1) * 5
-    local hits = tonumber(ARGV[a + 4])
-    -- The TTL (W+g) is set only by the first admission into the current sub-window: that keeps
-    -- the key until the sub-window leaves the window (window.go), and later admissions into it
-    -- save two calls (this PEXPIRE and the index's PTTL below).
-    if hits > 0 and redis.call('HINCRBY', KEYS[i], math.floor(now / tonumber(ARGV[a + 1])), hits) == hits then
-      redis.call('PEXPIRE', KEYS[i], ARGV[a + 5])
-      -- A counter that already existed is in the index: it was added when created (here, in the
-      -- same atomic step), the index outlives it (below), and only a purge removes the index, in
-      -- the same DEL as the counters it names. So only a counter that held no counted sub-window
-      -- (oldest -1: it does not exist once its stale ones are dropped) is added (one call less).
-      if reply[2 * i + 2] < 0 then redis.call('SADD', index, KEYS[i]) end
-      indexTTL = math.max(indexTTL, tonumber(ARGV[a + 5]))
+    local key, p = KEYS[k + i], a + (i - 1) * 5
+    local g = tonumber(ARGV[p + 1])
+    local first = math.floor((now - tonumber(ARGV[p + 2])) / g)
+    local fields = redis.call('HGETALL', key)
+    local used, oldest, stale = 0, -1, nil
+    for j = 1, #fields, 2 do
+      local b = tonumber(fields[j])
+      if b < first then
+        if stale then stale[#stale + 1] = fields[j] else stale = {fields[j]} end
+      else
+        used = used + tonumber(fields[j + 1])
+        if oldest < 0 or b < oldest then oldest = b end
+      end
+    end
+    if stale then redis.call('HDEL', key, unpack(stale)) end
+    if used + tonumber(ARGV[p + 4]) > tonumber(ARGV[p + 3]) then reply[2] = 0 end
+    reply[2 * i + 1] = used
+    reply[2 * i + 2] = oldest
+  end
+  if reply[2] == 1 then
+    local indexTTL = 0
+    for i = 1, n do
+      local key, p = KEYS[k + i], a + (i - 1) * 5
+      local hits = tonumber(ARGV[p + 4])
+      -- The TTL (W+g) is set only by the first admission into the current sub-window: that keeps
+      -- the key until the sub-window leaves the window (window.go), and later admissions into it
+      -- save two calls (this PEXPIRE and the index's PTTL below).
+      if hits > 0 and redis.call('HINCRBY', key, math.floor(now / tonumber(ARGV[p + 1])), hits) == hits then
+        redis.call('PEXPIRE', key, ARGV[p + 5])
+        -- A counter that already existed is in the index: it was added when created (here, in the
+        -- same atomic step), the index outlives it (below), and only a purge removes the index, in
+        -- the same DEL as the counters it names. So only a counter that held no counted sub-window
+        -- (oldest -1: it does not exist once its stale ones are dropped) is added (one call less).
+        if reply[2 * i + 2] < 0 then redis.call('SADD', index, key) end
+        indexTTL = math.max(indexTTL, tonumber(ARGV[p + 5]))
+      end
+    end
+    -- The index lives as long as the longest-lived counter it names (a TTL set just now is the latest).
+    if indexTTL > 0 and redis.call('PTTL', index) < indexTTL then
+      redis.call('PEXPIRE', index, indexTTL)
     end
   end
-  -- The index lives as long as the longest-lived counter it names (a TTL set just now is the latest).
-  if indexTTL > 0 and redis.call('PTTL', index) < indexTTL then
-    redis.call('PEXPIRE', index, indexTTL)
-  end
+  -- One format call per answer: converting numbers one by one costs Redis more than the rest of
+  -- the script's arithmetic.
+  out[r] = string.format(string.rep('%d ', #reply - 1) .. '%d', unpack(reply))
+  k = k + n + 1
+  a = a + 1 + 5 * n
 end
--- One format call for the whole reply: converting numbers one by one costs Redis more than the
--- rest of the script's arithmetic.
-return string.format(string.rep('%d ', #reply - 1) .. '%d', unpack(reply))
+return table.concat(out, ',')

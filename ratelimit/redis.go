@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,11 +24,13 @@ import (
 var applyScript string
 
 // RedisStore keeps the counters in Redis (a single server or a cluster). Concurrent decisions are
-// sent together: each is one EVALSHA, and the calls waiting while a batch is on the wire go out as the
-// next pipeline (group commit), so that under load a decision costs a fraction of a round trip's
-// system calls. Every script still runs atomically on its own.
+// sent together (group commit): the calls waiting while a batch is on the wire go out as the next
+// batch, one script call deciding them all (on a cluster, one per tenant, since a script's keys must
+// share a slot, in one pipeline). Under load a decision then costs a fraction of a round trip's
+// system calls and of Redis's per-command and per-script work; each is still decided atomically.
 type RedisStore struct {
 	client  redis.UniversalClient
+	cluster bool // one script call per tenant in a batch
 	prefix  string
 	sha     any // the apply script's SHA-1, boxed once
 	timeout time.Duration
@@ -40,7 +41,7 @@ type RedisStore struct {
 	flushers int
 }
 
-// Bounds of the pipelining: batches in flight at once, and calls per batch.
+// Bounds of the group commit: batches in flight at once, and calls per batch.
 const (
 	maxFlushers = 4
 	maxBatch    = 128
@@ -52,10 +53,14 @@ const (
 type redisCall struct {
 	ctx      context.Context
 	deadline time.Time
-	cmd      *redis.StringCmd
-	err      error
-	done     chan struct{} // one value when answered
-	timer    *time.Timer   // fires at the deadline
+	tenantID string
+	// keys are the request's counter keys, then its tenant's index; argv its counter count, then
+	// five script arguments per counter (see apply.lua).
+	keys, argv []any
+	reply      string // its answer in the batch's reply
+	err        error
+	done       chan struct{} // one value when answered
+	timer      *time.Timer   // fires at the deadline
 }
 
 var callPool = sync.Pool{New: func() any {
@@ -79,15 +84,16 @@ func NewRedisStore(client redis.UniversalClient, prefix string, opts ...RedisSto
 	if strings.ContainsAny(prefix, "{}") {
 		return nil, fmt.Errorf("redis key prefix %q must not contain { or }", prefix)
 	}
-	r := &RedisStore{client: client, prefix: prefix, sha: redis.NewScript(applyScript).Hash(), timeout: 50 * time.Millisecond}
+	_, cluster := client.(*redis.ClusterClient)
+	r := &RedisStore{client: client, cluster: cluster, prefix: prefix, sha: redis.NewScript(applyScript).Hash(), timeout: 50 * time.Millisecond}
 	for _, o := range opts {
 		o(r)
 	}
 	return r, nil
 }
 
-// Apply implements Store: one script call (EVALSHA; EVAL after a NOSCRIPT) for every counter of the
-// request, sent in the next pipeline. It returns when the answer comes, ctx ends or its deadline
+// Apply implements Store: the request joins the next batch, one script call (EVALSHA; EVAL after a
+// NOSCRIPT) for the batch's requests. It returns when the answer comes, ctx ends or its deadline
 // (ctx's, else the store's timeout) passes, whichever is first.
 func (r *RedisStore) Apply(ctx context.Context, tenantID string, counters []counter) (applied, error) {
 	deadline, ok := ctx.Deadline()
@@ -103,21 +109,19 @@ func (r *RedisStore) applyBy(ctx context.Context, deadline time.Time, tenantID s
 		deadline = d
 	}
 	c := callPool.Get().(*redisCall)
-	c.ctx, c.deadline, c.err = ctx, deadline, nil
-	// EVALSHA sha numkeys key... index g W limit hits ttl ...: one slice, the window's numbers boxed
-	// once per window (see windowArgCache).
-	args := make([]any, 3, 3+6*len(counters)+1)
-	args[0], args[1], args[2] = "evalsha", r.sha, len(counters)+1
+	c.ctx, c.deadline, c.tenantID, c.reply, c.err = ctx, deadline, tenantID, "", nil
+	// The request's part of the script call, built here rather than by the flusher (callers run in
+	// parallel): one slice, the window's numbers boxed once per window (see windowArgCache).
+	parts := make([]any, 0, 1+len(counters)+1+5*len(counters))
 	for _, k := range counters {
-		args = append(args, r.prefix+k.Key)
+		parts = append(parts, r.prefix+k.Key)
 	}
-	args = append(args, r.indexKey(tenantID))
+	parts = append(parts, r.indexKey(tenantID), len(counters))
 	for _, k := range counters {
 		wa := r.args.get(k.Window)
-		args = append(args, wa[0], wa[1], wa[2], k.Hits, wa[3])
+		parts = append(parts, wa[0], wa[1], wa[2], k.Hits, wa[3])
 	}
-	c.cmd = redis.NewStringCmd(ctx, args...)
-	c.cmd.SetFirstKeyPos(3)
+	c.keys, c.argv = parts[:len(counters)+1], parts[len(counters)+1:]
 
 	r.mu.Lock()
 	r.pending = append(r.pending, c)
@@ -152,16 +156,13 @@ func (r *RedisStore) applyBy(ctx context.Context, deadline time.Time, tenantID s
 			return applied{}, fmt.Errorf("redis rate-limit script: %w", ctx.Err())
 		}
 	}
-	cmd, err := c.cmd, c.err
-	c.ctx, c.cmd = nil, nil
+	reply, err := c.reply, c.err
+	c.ctx, c.keys, c.argv, c.reply = nil, nil, nil, ""
 	callPool.Put(c)
-	if err == nil {
-		err = cmd.Err()
-	}
 	if err != nil {
 		return applied{}, fmt.Errorf("redis rate-limit script: %w", err)
 	}
-	out, err := parseReply(cmd.Val(), len(counters))
+	out, err := parseReply(reply, len(counters))
 	if err != nil {
 		return applied{}, fmt.Errorf("redis rate-limit script: %w", err)
 	}
@@ -262,9 +263,9 @@ func (r *RedisStore) flush(own *redisCall) {
 	}
 }
 
-// send runs one batch as a pipeline, until the latest deadline of its calls or limit (if not zero),
-// whichever is first; a call whose caller has given up is not sent (its hits would count for an
-// answer nobody reads).
+// send runs one batch, until the latest deadline of its calls or limit (if not zero), whichever is
+// first; a call whose caller has given up is not sent (its hits would count for an answer nobody
+// reads).
 func (r *RedisStore) send(batch []*redisCall, limit time.Time) {
 	live := batch[:0]
 	var deadline time.Time
@@ -295,23 +296,84 @@ func (r *RedisStore) send(batch []*redisCall, limit time.Time) {
 	// stops waiting at its own deadline.
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	if len(live) == 1 {
-		_ = r.client.Process(ctx, live[0].cmd)
+	groups := r.group(live)
+	cmds := make([]*redis.StringCmd, len(groups))
+	for i, g := range groups {
+		cmds[i] = scriptCall(ctx, "evalsha", r.sha, g)
+	}
+	if len(cmds) == 1 {
+		_ = r.client.Process(ctx, cmds[0])
 	} else {
 		pipe := r.client.Pipeline()
-		for _, c := range live {
-			_ = pipe.Process(ctx, c.cmd)
+		for _, cmd := range cmds {
+			_ = pipe.Process(ctx, cmd)
 		}
 		_, _ = pipe.Exec(ctx)
 	}
-	for _, c := range live {
-		if err := c.cmd.Err(); err != nil && (errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT")) {
+	for i, g := range groups {
+		cmd := cmds[i]
+		if err := cmd.Err(); err != nil && (errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT")) {
 			// The script cache was flushed (or this is a new node): EVAL loads it again.
-			args := slices.Clone(c.cmd.Args())
-			args[0], args[1] = "eval", applyScript
-			c.cmd = redis.NewStringCmd(c.ctx, args...)
-			c.cmd.SetFirstKeyPos(3)
-			_ = r.client.Process(ctx, c.cmd)
+			cmd = scriptCall(ctx, "eval", applyScript, g)
+			_ = r.client.Process(ctx, cmd)
+		}
+		answer(g, cmd)
+	}
+}
+
+// group splits a batch into script calls: one on a single server; on a cluster one per tenant, since
+// the keys of one script call must share a slot (a tenant's do: they share its hash tag).
+func (r *RedisStore) group(live []*redisCall) [][]*redisCall {
+	if !r.cluster {
+		return [][]*redisCall{live}
+	}
+	var groups [][]*redisCall
+	at := make(map[string]int, len(live))
+	for _, c := range live {
+		i, ok := at[c.tenantID]
+		if !ok {
+			i = len(groups)
+			at[c.tenantID] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], c)
+	}
+	return groups
+}
+
+// scriptCall is the command deciding calls: `<verb> <script> numkeys KEYS... ARGV...` (apply.lua).
+func scriptCall(ctx context.Context, verb string, script any, calls []*redisCall) *redis.StringCmd {
+	keys, argv := 0, 1
+	for _, c := range calls {
+		keys += len(c.keys)
+		argv += len(c.argv)
+	}
+	args := make([]any, 0, 3+keys+argv)
+	args = append(args, verb, script, keys)
+	for _, c := range calls {
+		args = append(args, c.keys...)
+	}
+	args = append(args, len(calls))
+	for _, c := range calls {
+		args = append(args, c.argv...)
+	}
+	cmd := redis.NewStringCmd(ctx, args...)
+	cmd.SetFirstKeyPos(3) // a cluster routes the call by its first key
+	return cmd
+}
+
+// answer hands each call its part of the script's reply (one answer per call, separated by ','),
+// or the call's error to all of them, and wakes them.
+func answer(calls []*redisCall, cmd *redis.StringCmd) {
+	reply, err := cmd.Result()
+	if err == nil && strings.Count(reply, ",") != len(calls)-1 {
+		err = fmt.Errorf("reply %q: %d answers, want %d", reply, strings.Count(reply, ",")+1, len(calls))
+	}
+	for _, c := range calls {
+		if err != nil {
+			c.err = err
+		} else {
+			c.reply, reply, _ = strings.Cut(reply, ",")
 		}
 		c.done <- struct{}{}
 	}

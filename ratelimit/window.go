@@ -46,7 +46,9 @@ const SubWindows = 60
 // One clock: the Redis script reads Redis's TIME and mirrors bucket and first (two lines) rather than
 // taking the time from the caller, because replicas' clocks differ and a decision that reached Redis
 // late with an early time could miss counts a later one had already pruned. With Redis's clock the
-// order of execution is the order of time, which the proof needs. Everything else (remaining, reset,
+// order of execution is the order of time, which the proof needs. A script call decides a batch of
+// requests one after another at the time it read once: their times are equal, so the order still
+// holds, and each request is still checked and incremented as one step. Everything else (remaining, reset,
 // units, headers) is computed here from what the store returns.
 
 // window is one configured window in store terms: all in whole milliseconds.
