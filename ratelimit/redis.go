@@ -73,7 +73,7 @@ var callPool = sync.Pool{New: func() any {
 type RedisStoreOption func(*RedisStore)
 
 // WithRedisTimeout bounds a call whose caller sets no deadline (default 50ms). Otherwise a
-// pipeline lasts until the latest deadline of its callers, and each caller waits until its own.
+// batch lasts until the latest deadline of its callers, and each caller waits until its own.
 func WithRedisTimeout(d time.Duration) RedisStoreOption {
 	return func(r *RedisStore) { r.timeout = d }
 }
@@ -235,7 +235,7 @@ func (c *windowArgCache) get(w window) *[4]any {
 // flush sends the waiting calls, a batch at a time. Called by a caller (own != nil), it returns once
 // the caller's call is answered or its deadline has passed, leaving what still waits to a background
 // flusher; in the background (own == nil), it returns when none wait. At most maxFlushers run, and
-// each pipeline is bounded by its callers' deadlines.
+// each batch is bounded by its callers' deadlines.
 func (r *RedisStore) flush(own *redisCall) {
 	for {
 		r.mu.Lock()
@@ -292,7 +292,7 @@ func (r *RedisStore) send(batch []*redisCall, limit time.Time) {
 	if !limit.IsZero() && limit.Before(deadline) {
 		deadline = limit
 	}
-	// The pipeline lives as long as its most patient caller (or the caller sending it); each caller
+	// The batch lives as long as its most patient caller (or the caller sending it); each caller
 	// stops waiting at its own deadline.
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
