@@ -47,10 +47,10 @@ func BenchmarkShouldRateLimitReference(b *testing.B) {
 	}
 	const underID = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d" // BenchmarkShouldRateLimit's "under" tenant
 	tenants := lookup([]tenant.Tenant{{ID: underID, Slug: "under", Plan: "under", Status: tenant.Active}})
-	baseline := map[int]float64{} // descriptors -> no-op decisions/s
+	baseline := noopRuns{}
 	for _, descs := range []int{1, 2} {
 		b.Run(fmt.Sprintf("noop/descriptors=%d", descs), func(b *testing.B) {
-			baseline[descs] = benchServe(b, noopServer{}, underID, descs, 0, 0)
+			baseline.add(b, descs, benchServe(b, noopServer{}, underID, descs, 0, 0))
 		})
 	}
 	// One process for all the runs of both descriptor counts (each runs with b.N=1 before each of
@@ -58,9 +58,9 @@ func BenchmarkShouldRateLimitReference(b *testing.B) {
 	// of our CPUs meanwhile.
 	// Latency at an offered load, not at saturation (see BenchmarkShouldRateLimitOpenLoop): a
 	// quarter of the one-descriptor no-op capacity, for all three.
-	rate := baseline[1] / 4
+	rate := baseline.mean(1) / 4
 	b.Run("noop/descriptors=1/open-loop-25%", func(b *testing.B) {
-		benchServe(b, noopServer{}, underID, 1, baseline[1], rate)
+		benchServe(b, noopServer{}, underID, 1, baseline.mean(1), rate)
 	})
 	b.Run("reference", func(b *testing.B) {
 		ref := startReference(b, bin)
@@ -69,11 +69,11 @@ func BenchmarkShouldRateLimitReference(b *testing.B) {
 		}
 		for _, descs := range []int{1, 2} {
 			b.Run(fmt.Sprintf("descriptors=%d", descs), func(b *testing.B) {
-				drive(b, target(b), ref.tenantID, descs, baseline[descs], 0)
+				drive(b, target(b), ref.tenantID, descs, baseline.mean(descs), 0)
 			})
 		}
 		b.Run("descriptors=1/open-loop-25%", func(b *testing.B) {
-			drive(b, target(b), ref.tenantID, 1, baseline[1], rate)
+			drive(b, target(b), ref.tenantID, 1, baseline.mean(1), rate)
 		})
 	})
 	ours := func(b *testing.B) *Limiter {
@@ -82,13 +82,13 @@ func BenchmarkShouldRateLimitReference(b *testing.B) {
 	for _, descs := range []int{1, 2} {
 		b.Run(fmt.Sprintf("redis/descriptors=%d", descs), func(b *testing.B) {
 			l := ours(b)
-			benchServe(b, l, underID, descs, baseline[descs], 0)
+			benchServe(b, l, underID, descs, baseline.mean(descs), 0)
 			b.ReportMetric(testutil.ToFloat64(l.metrics.okFailOpen), "failed-open")
 		})
 	}
 	b.Run("redis/descriptors=1/open-loop-25%", func(b *testing.B) {
 		l := ours(b)
-		benchServe(b, l, underID, 1, baseline[1], rate)
+		benchServe(b, l, underID, 1, baseline.mean(1), rate)
 		b.ReportMetric(testutil.ToFloat64(l.metrics.okFailOpen), "failed-open")
 	})
 }
