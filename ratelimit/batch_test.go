@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -160,4 +161,113 @@ func TestRedisStore_ABatchDecidesEachRequestAlone(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRedisStore_CounterKeepsItsTotalAndOldest checks the bookkeeping that spares a decision from
+// reading every sub-window: after every decision, a counter's 't' is the sum of its sub-windows, 'o'
+// the oldest of them, none has left the window, and the count the decision saw is the total before
+// its hits. Traffic has gaps of a few sub-windows and pauses longer than the window, so sub-windows
+// leave one by one, several at once, and all at once. Also: a counter written before 't' and 'o'
+// were kept is counted in full, and one whose oldest sub-window is further back than a window can
+// hold (only a clock step could do that) starts again.
+func TestRedisStore_CounterKeepsItsTotalAndOldest(t *testing.T) {
+	store := openTestRedisStore(t)
+	ctx := context.Background()
+	w := newWindow(config.Window{Limit: 1_000_000, Period: config.Duration(600 * time.Millisecond)}) // g = 10ms
+	const id = "0c0a7c4e-0000-4000-8000-000000000001"
+	c := counter{Key: keyName(id, "", w), Window: w}
+	key := store.prefix + c.Key
+
+	check := func(step string, res applied, hits int64) {
+		t.Helper()
+		fields, err := store.client.HGetAll(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum, oldest int64 = 0, -1
+		for f, v := range fields {
+			if f == "t" || f == "o" {
+				continue
+			}
+			b, n := mustInt(t, f), mustInt(t, v)
+			sum += n
+			if oldest < 0 || b < oldest {
+				oldest = b
+			}
+			if b < w.first(res.NowMS) {
+				t.Errorf("%s: sub-window %d left the window (first %d) but is still stored", step, b, w.first(res.NowMS))
+			}
+		}
+		if got := mustInt(t, fields["t"]); got != sum {
+			t.Errorf("%s: t = %d, the sub-windows hold %d (%v)", step, got, sum, fields)
+		}
+		if got := mustInt(t, fields["o"]); got != oldest {
+			t.Errorf("%s: o = %d, the oldest sub-window is %d (%v)", step, got, oldest, fields)
+		}
+		if res.Counts[0].Used+hits != sum {
+			t.Errorf("%s: the decision saw %d before its %d hits, the counter now holds %d", step, res.Counts[0].Used, hits, sum)
+		}
+	}
+	apply := func(hits int64) applied {
+		t.Helper()
+		c.Hits = hits
+		res, err := store.Apply(ctx, id, []counter{c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Admitted {
+			t.Fatal("refused under a limit of a million")
+		}
+		return res
+	}
+
+	// Rounds of twice the window with gaps of 0-4 sub-windows, each after a pause longer than the
+	// window.
+	gaps := []time.Duration{0, 3, 10, 0, 25, 40, 1, 5, 15, 0, 35, 12, 8, 20, 0, 45, 30, 10}
+	for round := range 3 {
+		time.Sleep(700 * time.Millisecond)
+		start := time.Now()
+		for i := 0; time.Since(start) < 2*w.Period(); i++ {
+			time.Sleep(gaps[i%len(gaps)] * time.Millisecond)
+			hits := int64(1 + (i+round)%3)
+			check(fmt.Sprintf("round %d, decision %d", round, i), apply(hits), hits)
+		}
+	}
+
+	// A counter from before 't' and 'o': sub-windows only, one of them still in the window.
+	now := apply(1).NowMS
+	if err := store.client.Del(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	cur := w.bucket(now)
+	if err := store.client.HSet(ctx, key, cur, 7, cur-1, 5).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if res := apply(1); res.Counts[0].Used != 12 || res.Counts[0].Oldest != cur-1 {
+		t.Errorf("a counter from before t and o: saw %+v, want 12 used, oldest %d", res.Counts[0], cur-1)
+	} else {
+		check("after the rebuild", res, 1)
+	}
+
+	// An oldest sub-window further back than any window holds: everything has left.
+	if err := store.client.Del(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.client.HSet(ctx, key, "o", cur-1000, cur-1000, 9, "t", 9).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if res := apply(1); res.Counts[0].Used != 0 {
+		t.Errorf("after a clock step: saw %d used, want 0", res.Counts[0].Used)
+	} else {
+		check("after a clock step", res, 1)
+	}
+}
+
+func mustInt(t *testing.T, s string) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatalf("%q is not an integer", s)
+	}
+	return n
 }

@@ -140,9 +140,10 @@ func TestRedisStore_KeysShareTheTenantSlotAndExpireWithinWindowPlusSubWindow(t *
 		if !slices.Contains(members, k) {
 			t.Errorf("counter %q missing from the index", k)
 		}
-		n, err := store.client.HLen(ctx, k).Result()
-		if err != nil || n != 1 {
-			t.Errorf("key %q holds %d fields (%v), want 1", k, n, err)
+		// One sub-window with the request's hit, the total 't' and the oldest sub-window 'o'.
+		fields, err := store.client.HGetAll(ctx, k).Result()
+		if err != nil || len(fields) != 3 || fields["t"] != "1" || fields[fields["o"]] != "1" {
+			t.Errorf("key %q holds %v (%v), want one sub-window of 1 hit, t 1 and o naming it", k, fields, err)
 		}
 	}
 }

@@ -39,9 +39,16 @@ const SubWindows = 60
 // admissions in [first(t)*g, t-W], an interval shorter than g. A request is refused only if the
 // admissions in (t-W-g, t] plus its hits exceed L.
 //
-// Memory: at most ceil(W/g)+1 <= 61 fields per key, and one key per tenant, endpoint and window, each
-// expiring at most W+g after its last admission (in Redis also one set per tenant naming its keys,
-// for the purge). No per-request entries.
+// Memory: at most ceil(W/g)+1 <= 61 sub-windows per key, and one key per tenant, endpoint and window,
+// each expiring at most W+g after its last admission (in Redis also one set per tenant naming its
+// keys, for the purge). No per-request entries.
+//
+// The Redis store keeps two more fields per key: the sum of its sub-windows and the oldest of them.
+// A decision then reads those two and touches only the sub-windows leaving the window, instead of
+// reading all of them. A window under steady traffic holds 61: read and summed whole, it cost Redis
+// 41-45 us of CPU per decision against 13-16 us for a window of one or two, and with the two fields
+// 18-21 us (BenchmarkStoreApply/redis-full-window). The sum a decision reads is the same: the total
+// of the stored sub-windows once those before first(t) are dropped.
 //
 // One clock: the Redis script reads Redis's TIME and mirrors bucket and first (two lines) rather than
 // taking the time from the caller, because replicas' clocks differ and a decision that reached Redis
