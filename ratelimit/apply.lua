@@ -92,14 +92,14 @@ for r = 1, tonumber(ARGV[1]) do
       local key, p = KEYS[k + i], a + (i - 1) * 5
       local hits, cur, oldest = tonumber(ARGV[p + 4]), math.floor(now / tonumber(ARGV[p + 1])), reply[2 * i + 2]
       if hits > 0 then
-        local n = redis.call('HINCRBY', key, cur, hits)
+        local inSub = redis.call('HINCRBY', key, cur, hits)
         redis.call('HINCRBY', key, 't', hits)
         -- (cur < oldest only if Redis's clock stepped back.)
         if oldest < 0 or cur < oldest then redis.call('HSET', key, 'o', cur) end
         -- The TTL (W+g) is set only by the first admission into the current sub-window: that keeps
         -- the key until the sub-window leaves the window (window.go), and later admissions into it
         -- save two calls (this PEXPIRE and the index's PTTL below).
-        if n == hits then
+        if inSub == hits then
           redis.call('PEXPIRE', key, ARGV[p + 5])
           -- A counter that already existed is in the index: it was added when created (here, in
           -- the same atomic step), the index outlives it (below), and only a purge removes the

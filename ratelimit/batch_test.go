@@ -50,31 +50,16 @@ func (h *scriptCounter) count(cmd redis.Cmder) {
 func TestRedisStore_ABatchDecidesEachRequestAlone(t *testing.T) {
 	tests := []struct {
 		name string
-		open func(t *testing.T) (*RedisStore, redis.UniversalClient)
+		open func(t *testing.T) *RedisStore
 	}{
-		{"single server", func(t *testing.T) (*RedisStore, redis.UniversalClient) {
-			s := openTestRedisStore(t)
-			return s, s.client
-		}},
-		{"cluster", func(t *testing.T) (*RedisStore, redis.UniversalClient) {
-			nodes := startRedisCluster(t)
-			client, err := OpenRedis(RedisOptions{URL: "redis+cluster://" + nodes[0].addr() + "?addr=" + nodes[1].addr(), Timeout: 5 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { client.Close() })
-			s, err := NewRedisStore(client, "tgbatch:")
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s, client
-		}},
+		{"single server", func(t *testing.T) *RedisStore { return openTestRedisStore(t) }},
+		{"cluster", openClusterStore},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			store, client := tc.open(t)
+			store := tc.open(t)
 			calls := &scriptCounter{}
-			client.AddHook(calls)
+			store.client.AddHook(calls)
 
 			const tenants, callers = 8, 64
 			type request struct {

@@ -15,18 +15,10 @@ import (
 // by the test: a request with two descriptors (three windows, three keys) is decided by one script
 // (no CROSSSLOT), limits hold, and purge finds the tenant's keys.
 func TestRedisCluster_OneRequestsKeysShareASlot(t *testing.T) {
-	nodes := startRedisCluster(t)
-	client, err := OpenRedis(RedisOptions{URL: "redis+cluster://" + nodes[0].addr() + "?addr=" + nodes[1].addr(), Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	store := openClusterStore(t)
+	client := store.client
 	if _, ok := client.(*redis.ClusterClient); !ok {
 		t.Fatalf("redis+cluster:// gave a %T, want a cluster client", client)
-	}
-	store, err := NewRedisStore(client, "tgtest:")
-	if err != nil {
-		t.Fatal(err)
 	}
 	// Windows of minutes, not the shared plans' 400ms: the first calls on a cluster that has just
 	// formed can take longer than 400ms, and a window that slides past during the test admits more.
@@ -77,4 +69,21 @@ func TestRedisCluster_OneRequestsKeysShareASlot(t *testing.T) {
 	if err := l.Ping(ctx); err != nil {
 		t.Fatalf("ping: %v", err)
 	}
+}
+
+// openClusterStore starts a three-master Redis Cluster and opens a store on it as the binary does
+// (OpenRedis with a redis+cluster:// URL naming two of the nodes).
+func openClusterStore(t *testing.T) *RedisStore {
+	t.Helper()
+	nodes := startRedisCluster(t)
+	client, err := OpenRedis(RedisOptions{URL: "redis+cluster://" + nodes[0].addr() + "?addr=" + nodes[1].addr(), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	store, err := NewRedisStore(client, "tgtest:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store
 }
